@@ -1,0 +1,39 @@
+"""lawsearch: hyperparameter search for LLM pre-training driven by scaling-law prediction.
+
+Public names are imported lazily so that ``import lawsearch`` stays fast and
+never pulls in torch, transformers or plotting libraries.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+#: public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "Schedule": "lawsearch.schedules",
+    "intrinsic_time": "lawsearch.schedules",
+    "annealing_momentum": "lawsearch.schedules",
+    "Law": "lawsearch.laws",
+    "FitResult": "lawsearch.laws",
+    "PowerLaw": "lawsearch.laws",
+    "get_law": "lawsearch.laws",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'lawsearch' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

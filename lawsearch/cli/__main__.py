@@ -1,0 +1,5 @@
+import sys
+
+from lawsearch.cli import main
+
+sys.exit(main())

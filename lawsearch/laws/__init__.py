@@ -1,0 +1,39 @@
+"""Scaling laws that extrapolate partial loss curves (one module per family).
+
+``get_law(name, **options)`` builds a law by its short name (as the CLI does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lawsearch._errors import did_you_mean
+from lawsearch.laws._base import Curve, FitResult, Law, LRTrack, Param
+from lawsearch.laws._power import PowerLaw
+
+__all__ = [
+    "LAWS",
+    "Curve",
+    "FitResult",
+    "LRTrack",
+    "Law",
+    "Param",
+    "PowerLaw",
+    "get_law",
+]
+
+#: short name -> law class
+LAWS: dict[str, type[Law]] = {
+    PowerLaw.name: PowerLaw,
+}
+
+
+def get_law(name: str, **options: Any) -> Law:
+    """Build a law from its short name (``power``, ``multipower``, …) and options."""
+    try:
+        cls = LAWS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown law {name!r}; choose one of {sorted(LAWS)}" + did_you_mean(name, LAWS)
+        ) from None
+    return cls(**options)
