@@ -1,0 +1,179 @@
+"""Study TOML parsing and up-front validation (``lawsearch.config``)."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lawsearch.config import StudyConfig, load_study, parse_study
+
+STUDIES = Path(__file__).resolve().parents[1] / "studies"
+
+
+def _base(tmp_path: Path) -> dict[str, Any]:
+    """A small valid study with local-file domains (no builtin corpus needed)."""
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.txt").write_text(f"text of domain {name}\n" * 10)
+    return {
+        "study": {"name": "t", "seed": 1},
+        "model": {"hidden_size": 32, "num_layers": 1, "num_heads": 2},
+        "tokenizer": {"vocab_size": 300},
+        "domains": {
+            "a": {"paths": ["a.txt"], "low": 0.1},
+            "b": {"paths": ["b.txt"]},
+            "c": {"paths": ["c.txt"], "high": 0.5},
+        },
+        "search_space": {"schedules": ["cosine", "wsd"], "peak_lr": [1e-3, 1e-2]},
+        "budgets": {"short_tokens": 8 * 64 * 40, "full_tokens": 8 * 64 * 200},
+        "law": {"name": "power"},
+        "search": {"candidates": 6, "survivors": 2, "rungs": [0.5, 1.0]},
+        "train": {"batch_size": 8, "seq_len": 64, "eval_every": 5},
+    }
+
+
+def _parse(tmp_path: Path, data: dict[str, Any]) -> StudyConfig:
+    return parse_study(data, base_dir=tmp_path, run_root=tmp_path)
+
+
+def test_valid_study_converts_budgets_and_fills_defaults(tmp_path: Path) -> None:
+    cfg = _parse(tmp_path, _base(tmp_path))
+    assert cfg.short_steps == 40 and cfg.full_steps == 200
+    assert cfg.rung_steps == (100, 200)
+    assert cfg.run_dir == tmp_path / "runs" / "t"
+    assert cfg.study.storage == str(tmp_path / "runs" / "t" / "journal.log")
+    low, high = cfg.mixture_bounds
+    assert low == {"a": 0.1, "b": 0.0, "c": 0.0}
+    assert high == {"a": 1.0, "b": 1.0, "c": 0.5}
+    assert cfg.domains[0].paths == (str(tmp_path / "a.txt"),)
+    assert cfg.search_space.warmup == (0.02, 0.02)  # scalar default = fixed value
+    assert cfg.law.build().name == "power"
+    with pytest.raises(AttributeError):
+        cfg.search.candidates = 3  # type: ignore[misc]
+
+
+def test_shipped_studies_parse_except_for_their_corpus(tmp_path: Path) -> None:
+    for name in ("demo.toml", "llama_mixture_gpu.toml"):
+        data = tomllib.loads((STUDIES / name).read_text())
+        cfg = parse_study(data, base_dir=STUDIES, run_root=tmp_path)
+        assert cfg.short_steps < cfg.full_steps
+        assert len(cfg.domains) >= 5
+        assert cfg.budgets.short_tokens <= 0.35 * cfg.budgets.full_tokens
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "match"),
+    [
+        ("search", "survivers", 2, r"`search.survivers` is not a known key.*'survivors'"),
+        ("train", "batchsize", 2, r"`train.batchsize`.*'batch_size'"),
+        ("law", "tim", "steps", r"`law.tim` is not an option of the 'power' law.*'time'"),
+        (None, "budget", {}, r"`budget` is not a known key.*'budgets'"),
+    ],
+)
+def test_unknown_key_suggests_the_closest(
+    tmp_path: Path, section: str | None, key: str, value: Any, match: str
+) -> None:
+    data = _base(tmp_path)
+    (data[section] if section else data)[key] = value
+    with pytest.raises(ValueError, match=match):
+        _parse(tmp_path, data)
+
+
+def test_bad_values_name_the_key(tmp_path: Path) -> None:
+    cases: list[tuple[tuple[str, ...], Any, str]] = [
+        (("search", "survivors"), 9, r"`search.survivors` must be in \[1, search.candidates=6\]"),
+        (("train", "batch_size"), "8", r"`train.batch_size` must be an integer; got '8'"),
+        (("train", "device"), "gpu", r"`train.device`.*'cpu'|`train.device`.*'cuda'"),
+        (("law", "name"), "powr", r"`law.name` = 'powr'.*'power'"),
+        (("search_space", "schedules"), ["cosin"], r"`search_space.schedules`.*'cosine'"),
+        (("search_space", "peak_lr"), [1e-2, 1e-3], r"`search_space.peak_lr`.*low <= high"),
+        (("search", "rungs"), [1.0, 0.5], r"`search.rungs\[1\]`"),
+        (("study", "storage"), "sqlite:///x.db", r"`study.storage`.*SQLite.*parallel"),
+        (("study", "storage"), "redis://x", r"`study.storage`.*not supported"),
+        (("budgets", "full_tokens"), 100, r"`budgets.short_tokens`.*below"),
+    ]
+    for path, value, match in cases:
+        data = copy.deepcopy(_base(tmp_path))
+        data[path[0]][path[1]] = value
+        with pytest.raises(ValueError, match=match):
+            _parse(tmp_path, data)
+
+
+def test_weights_outside_bounds(tmp_path: Path) -> None:
+    data = _base(tmp_path)
+    for dom in data["domains"].values():
+        dom["low"] = 0.4
+    with pytest.raises(ValueError, match=r"`domains.\*.low`.*sum to 1.2 > 1"):
+        _parse(tmp_path, data)
+    data = _base(tmp_path)
+    data["search_space"]["mixture_high"] = 0.2
+    with pytest.raises(ValueError, match=r"`domains.\*.high`.*sum to 0.9 < 1"):
+        _parse(tmp_path, data)
+    data = _base(tmp_path)
+    data["domains"]["a"]["high"] = 1.5
+    with pytest.raises(ValueError, match=r"`domains.a.high` must be in \[0, 1\]"):
+        _parse(tmp_path, data)
+    data = _base(tmp_path)
+    data["domains"]["a"].update(low=0.6, high=0.3)
+    with pytest.raises(ValueError, match=r"`domains.a`: low = 0.6 is above high = 0.3"):
+        _parse(tmp_path, data)
+
+
+def test_missing_corpus_path(tmp_path: Path) -> None:
+    data = _base(tmp_path)
+    data["domains"]["b"]["paths"] = ["b.txt", "nope/*.jsonl"]
+    with pytest.raises(ValueError, match=r"`domains.b.paths\[1\]` = 'nope/\*.jsonl': no such"):
+        _parse(tmp_path, data)
+    data = _base(tmp_path)
+    data["domains"]["b"] = {"low": 0.1}
+    with pytest.raises(ValueError, match=r"`domains.b` needs exactly one source.*neither"):
+        _parse(tmp_path, data)
+
+
+def test_short_budget_below_the_laws_minimum_points(tmp_path: Path) -> None:
+    data = _base(tmp_path)
+    # 40 steps / eval_every 10 = 4 evaluations < the power law's 5 points
+    data["train"]["eval_every"] = 10
+    with pytest.raises(
+        ValueError,
+        match=r"`budgets.short_tokens` = 20,480 gives 40 steps.*4 evaluations.*needs at least 5"
+        r".*raise `budgets.short_tokens` to >= 25,600",
+    ):
+        _parse(tmp_path, data)
+    data["train"]["eval_every"] = 8  # 5 evaluations: enough
+    assert _parse(tmp_path, data).short_steps == 40
+
+
+def test_pruner_min_points_raises_the_floor(tmp_path: Path) -> None:
+    data = _base(tmp_path)
+    data["pruner"] = {"min_points": 9}
+    with pytest.raises(ValueError, match=r"needs at least 9 points"):
+        _parse(tmp_path, data)
+
+
+def test_load_study_reads_files_and_reports_toml_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"study file .*missing.toml' not found"):
+        load_study(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[study\nname='x'")
+    with pytest.raises(ValueError, match=r"not valid TOML"):
+        load_study(bad)
+
+
+def test_relative_paths_resolve_against_the_study_file(tmp_path: Path) -> None:
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    (folder / "x.txt").write_text("hello\n")
+    (folder / "y.txt").write_text("world\n")
+    (folder / "s.toml").write_text(
+        '[study]\nname = "s"\nstorage = "store/j.log"\n'
+        '[domains.x]\npaths = ["x.txt"]\n[domains.y]\npaths = ["y.txt"]\n'
+        "[budgets]\nshort_tokens = 65536\nfull_tokens = 655360\n"
+    )
+    cfg = load_study(folder / "s.toml", run_root=tmp_path / "cwd")
+    assert cfg.domains[0].paths == (str(folder / "x.txt"),)
+    assert cfg.study.storage == str(tmp_path / "cwd" / "store" / "j.log")
+    assert cfg.run_dir == tmp_path / "cwd" / "runs" / "s"
