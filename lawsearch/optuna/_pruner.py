@@ -1,0 +1,440 @@
+"""``LawPruner``: prune a trial when even an optimistic extrapolation of its curve loses."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.pruners import BasePruner
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+from scipy.stats import norm
+
+from lawsearch.laws import FitResult, Law, get_law
+from lawsearch.optuna import _attrs
+from lawsearch.optuna._mixture import get_schedule
+
+__all__ = ["LawPruner", "Prediction"]
+
+_DEFAULT_SHARED = ("alpha", "t0")
+_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+
+
+class Prediction:
+    """A trial's extrapolation at ``target_step``: point, interval and how it was made."""
+
+    __slots__ = ("fit", "hi", "lo", "mean", "pooled", "rung", "status", "step")
+
+    def __init__(
+        self,
+        *,
+        step: int,
+        rung: int,
+        status: str,
+        mean: float = math.nan,
+        lo: float = math.nan,
+        hi: float = math.nan,
+        pooled: bool = False,
+        fit: FitResult | None = None,
+    ) -> None:
+        self.step, self.rung, self.status = step, rung, status
+        self.mean, self.lo, self.hi = mean, lo, hi
+        self.pooled, self.fit = pooled, fit
+
+
+class LawPruner(BasePruner):
+    """Prune trials whose fitted law says they cannot reach the leaders.
+
+    At each rung step the pruner fits ``law`` to the trial's reported curve,
+    predicts the objective at ``target_step`` with an interval, and prunes when
+    the optimistic end of the interval (its ``quantile`` for minimisation, the
+    ``1 - quantile`` one for maximisation) is worse than the k-th best score at
+    that rung, where the scores are the other trials' predictions made at the
+    same rung and the final values of completed trials, and
+    ``k = top_k or ceil(keep_fraction * n)``.
+
+    Pooling (shared exponents): a study's trials share the model, so the
+    ``shared`` parameters (for ``power``: ``alpha`` and ``t0``) are estimated from
+    a bounded pool — the ``pool_size`` best trials plus ``pool_random`` random
+    others — as the median of their full fits. Most decisions then fit only the
+    remaining per-trial amplitudes with the shared ones fixed, and carry the
+    pool's spread into the interval; every ``full_fit_every``-th decision (and
+    every decision while the pool is small) is a full fit with the pool as a
+    Gaussian prior, which keeps the pool fresh. Cost per decision is therefore
+    one small fit plus a scan of the cached rung table, whatever the number of
+    trials.
+
+    A failed fit never prunes. A NaN or infinite report marks the trial
+    ``lawsearch:diverged`` and prunes it. Predictions are written as trial user
+    attrs (``lawsearch:predicted_final``, ``predicted_lo``, ``predicted_hi``,
+    ``law``, ``fit_status``, ``rung:<r>``, ``param:<name>``) as plain floats and
+    strings, so other processes and optuna-dashboard read them instead of refitting.
+
+    Args:
+        target_step: the step whose value is predicted (the full budget).
+        law: a ``lawsearch.laws.Law`` or its short name.
+        min_points: fewest reports before the first fit (at least the law's minimum).
+        warmup_steps: no decision before this step.
+        quantile: the optimistic quantile in (0, 0.5); the interval is
+            ``[q, 1 - q]``.
+        rung_factor: decide only when the step crosses a rung ``warmup * factor**r``
+            (geometric rungs, as ASHA); None decides at every report.
+        keep_fraction: the fraction of trials kept at each rung.
+        top_k: keep exactly the k best instead of a fraction.
+        min_trials: fewest other scored trials at a rung before pruning.
+        shared: law parameters shared across trials (None: ``alpha``/``t0`` when
+            the law has them; ``()`` fits every trial on its own).
+        pool_size: the best trials used to estimate shared parameters.
+        pool_random: extra random trials in the pool (keeps it honest).
+        min_pool: fewest full fits before pooled (fixed-exponent) fits start.
+        full_fit_every: one decision in this many refits all parameters.
+        sync_interval: seconds between refreshes of the rung table from storage.
+        seed: seeds the pool's random members.
+    """
+
+    def __init__(
+        self,
+        *,
+        target_step: int,
+        law: Law | str = "power",
+        min_points: int = 5,
+        warmup_steps: int = 0,
+        quantile: float = 0.1,
+        rung_factor: float | None = 2.0,
+        keep_fraction: float = 0.25,
+        top_k: int | None = None,
+        min_trials: int = 4,
+        shared: Sequence[str] | None = None,
+        pool_size: int = 8,
+        pool_random: int = 2,
+        min_pool: int = 3,
+        full_fit_every: int = 8,
+        sync_interval: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        self._law = get_law(law) if isinstance(law, str) else law
+        if not isinstance(self._law, Law):
+            raise TypeError(f"`law` must be a lawsearch Law or a law name; got {law!r}.")
+        if int(target_step) != target_step or target_step < 1:
+            raise ValueError(f"`target_step` must be a positive integer; got {target_step!r}.")
+        if min_points < 1:
+            raise ValueError(f"`min_points` must be >= 1; got {min_points!r}.")
+        if not 0 < quantile < 0.5:
+            raise ValueError(f"`quantile` must be in (0, 0.5); got {quantile!r}.")
+        if rung_factor is not None and not rung_factor > 1:
+            raise ValueError(f"`rung_factor` must be > 1 (or None); got {rung_factor!r}.")
+        if not 0 < keep_fraction <= 1:
+            raise ValueError(f"`keep_fraction` must be in (0, 1]; got {keep_fraction!r}.")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"`top_k` must be >= 1 (or None); got {top_k!r}.")
+        if min_trials < 1:
+            raise ValueError(f"`min_trials` must be >= 1; got {min_trials!r}.")
+        if full_fit_every < 1:
+            raise ValueError(f"`full_fit_every` must be >= 1; got {full_fit_every!r}.")
+        names = self._law.param_names
+        if shared is None:
+            shared = tuple(n for n in _DEFAULT_SHARED if n in names)
+        unknown = [n for n in shared if n not in names]
+        if unknown:
+            raise ValueError(f"`shared` names {unknown} are not parameters of {names}.")
+        self.target_step = int(target_step)
+        self.min_points = max(int(min_points), self._law.min_points())
+        self.warmup_steps = int(warmup_steps)
+        self.quantile = float(quantile)
+        self.rung_factor = rung_factor
+        self.keep_fraction = float(keep_fraction)
+        self.top_k = top_k
+        self.min_trials = int(min_trials)
+        self.shared = tuple(shared)
+        self.pool_size = int(pool_size)
+        self.pool_random = int(pool_random)
+        self.min_pool = int(min_pool)
+        self.full_fit_every = int(full_fit_every)
+        self.sync_interval = float(sync_interval)
+        self.seed = int(seed)
+        self._init_state()
+
+    @property
+    def law(self) -> Law:
+        return self._law
+
+    # ---- process-local state (not pickled) --------------------------------------------
+    def _init_state(self) -> None:
+        self._lock = threading.Lock()
+        #: (study_id, trial number, step) -> (decision, prediction)
+        self._decided: dict[tuple[int, int, int], tuple[bool, Prediction | None]] = {}
+        #: study_id -> rung -> trial number -> score at that rung
+        self._table: dict[int, dict[int, dict[int, float]]] = {}
+        #: study_id -> trial number -> (latest prediction, fitted params) of full fits
+        self._full: dict[int, dict[int, tuple[float, dict[str, float]]]] = {}
+        self._pool: dict[int, dict[str, tuple[float, float]]] = {}
+        self._synced: dict[int, float] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for key in ("_lock", "_decided", "_table", "_full", "_pool", "_synced"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_state()
+
+    # ---- rungs ----------------------------------------------------------------------
+    def rung_of(self, step: int) -> int:
+        """The rung a step belongs to (0 below the first rung boundary)."""
+        if self.rung_factor is None:
+            return int(step)
+        base = max(self.warmup_steps, 1)
+        if step < base:
+            return 0
+        return 1 + math.floor(math.log(step / base) / math.log(self.rung_factor) + 1e-12)
+
+    # ---- the decision -----------------------------------------------------------------
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None:
+            return False
+        key = (study._study_id, trial.number, int(step))
+        with self._lock:
+            if key in self._decided:
+                return self._decided[key][0]
+        decision, prediction = self._decide(study, trial, int(step))
+        with self._lock:
+            self._decided[key] = (decision, prediction)
+        return decision
+
+    def predict(self, study: optuna.Study, trial: FrozenTrial) -> Prediction | None:
+        """The prediction behind the latest decision on ``trial`` in this process."""
+        with self._lock:
+            got = self._decided.get((study._study_id, trial.number, int(trial.last_step or -1)))
+        return None if got is None else got[1]
+
+    def _decide(
+        self, study: optuna.Study, trial: FrozenTrial, step: int
+    ) -> tuple[bool, Prediction | None]:
+        values = trial.intermediate_values
+        if not all(math.isfinite(v) for v in values.values()):
+            self._write(study, trial, {_attrs.DIVERGED: 1.0, _attrs.FIT_STATUS: "diverged"})
+            return True, Prediction(step=step, rung=self.rung_of(step), status="diverged")
+        if step < self.warmup_steps or len(values) < self.min_points:
+            return False, None
+        rung = self.rung_of(step)
+        earlier = [s for s in values if s < step]
+        if self.rung_factor is not None and earlier and self.rung_of(max(earlier)) == rung:
+            return False, None
+        self._maybe_sync(study)
+        pred = self._fit_and_predict(study, trial, step, rung)
+        if pred.status == "failed":
+            return False, pred
+        scores = self._scores(study, trial.number, rung)
+        with self._lock:
+            self._table.setdefault(study._study_id, {}).setdefault(rung, {})[trial.number] = (
+                pred.mean
+            )
+        if len(scores) < self.min_trials:
+            return False, pred
+        minimize = study.direction != StudyDirection.MAXIMIZE
+        ranked = sorted(scores) if minimize else sorted(scores, reverse=True)
+        k = self.top_k or max(1, math.ceil(self.keep_fraction * (len(scores) + 1)))
+        if k > len(ranked):
+            return False, pred
+        kth = ranked[k - 1]
+        return (pred.lo > kth if minimize else pred.hi < kth), pred
+
+    # ---- fitting ------------------------------------------------------------------------
+    def _fit_and_predict(
+        self, study: optuna.Study, trial: FrozenTrial, step: int, rung: int
+    ) -> Prediction:
+        items = sorted(trial.intermediate_values.items())
+        steps = np.array([s for s, _ in items], dtype=float)
+        losses = np.array([v for _, v in items], dtype=float)
+        lrs = None
+        if self._law.uses_lr:
+            try:
+                schedule = get_schedule(trial.user_attrs)
+            except (ValueError, TypeError) as exc:
+                return self._failed(study, trial, step, rung, f"bad lawsearch:schedule: {exc}")
+            if schedule is None:
+                return self._failed(
+                    study,
+                    trial,
+                    step,
+                    rung,
+                    f"{self._law.name} needs the LR schedule; store it with "
+                    f"lawsearch.optuna.set_schedule(trial, schedule)",
+                )
+            lrs = schedule.lr(np.arange(max(self.target_step, int(steps[-1])) + 1))
+        with self._lock:
+            pool = self._pool.get(study._study_id, {})
+        pooled = bool(pool) and (trial.number + rung) % self.full_fit_every != 0
+        try:
+            if pooled:
+                fit = self._law.fit(
+                    steps, losses, lrs=lrs, fixed={n: mu for n, (mu, _) in pool.items()}
+                )
+            else:
+                fit = self._law.fit(steps, losses, lrs=lrs, prior=pool or None)
+            if not fit.ok:
+                return self._failed(study, trial, step, rung, fit.message)
+            mean, lo, hi = self._interval(fit, pool if pooled else {})
+        except ValueError as exc:  # bad input (e.g. non-positive loss): a failed fit
+            return self._failed(study, trial, step, rung, str(exc))
+        if not (math.isfinite(mean) and lo > 0):
+            return self._failed(study, trial, step, rung, "prediction is not finite")
+        pred = Prediction(
+            step=step,
+            rung=rung,
+            status=fit.status,
+            mean=mean,
+            lo=lo,
+            hi=hi,
+            pooled=pooled,
+            fit=fit,
+        )
+        attrs: dict[str, Any] = {
+            _attrs.PREDICTED_FINAL: mean,
+            _attrs.PREDICTED_LO: lo,
+            _attrs.PREDICTED_HI: hi,
+            _attrs.PREDICTED_AT_STEP: float(step),
+            _attrs.LAW: self._law.name,
+            _attrs.FIT_STATUS: fit.status,
+            _attrs.rung_key(rung): mean,
+        }
+        if not pooled:
+            params = {n: float(fit.params[n]) for n in self.shared}
+            attrs.update({_attrs.PARAM_PREFIX + n: v for n, v in params.items()})
+            with self._lock:
+                self._full.setdefault(study._study_id, {})[trial.number] = (mean, params)
+        self._write(study, trial, attrs)
+        return pred
+
+    def _interval(
+        self, fit: FitResult, pool: dict[str, tuple[float, float]]
+    ) -> tuple[float, float, float]:
+        """Delta-method interval in log space at ``target_step``.
+
+        ``var = g_f' C g_f + sum_s g_s^2 sd_s^2 + noise^2``: the fit's covariance
+        for free parameters, the pool's spread for shared parameters held fixed.
+        """
+        law = fit.law
+        names = law.param_names
+        target = np.array([float(self.target_step)])
+        track = fit.track_for(target, None)
+        feats = law.features(target, track)
+        theta = fit.theta
+        base = float(np.log(law.evaluate(theta, feats))[0])
+        hi_b = law.bounds[1]
+
+        def grad(i: int) -> float:
+            h = 1e-5 * max(abs(theta[i]), 1e-3)
+            t = theta.copy()
+            t[i] = min(theta[i] + h, hi_b[i]) if theta[i] + h <= hi_b[i] else theta[i] - h
+            step = t[i] - theta[i]
+            v = float(law.evaluate(t, feats)[0])
+            return (math.log(v) - base) / step if v > 0 and step != 0 else math.inf
+
+        free_idx = [names.index(n) for n in fit.free]
+        g = np.array([grad(i) for i in free_idx])
+        var = 0.0
+        if g.size:
+            cov = np.asarray(fit.covariance, dtype=float)
+            usable = np.all(np.isfinite(cov)) and np.all(np.isfinite(g))
+            var = float(g @ cov @ g) if usable else math.inf
+        for n, (_, sd) in pool.items():
+            var += grad(names.index(n)) ** 2 * sd**2
+        var += fit.calibration.get("noise", 0.0) ** 2
+        sd_log = math.sqrt(var) if math.isfinite(var) and var >= 0 else math.inf
+        z = float(norm.ppf(1.0 - self.quantile))
+        mean = math.exp(base)
+        if not math.isfinite(sd_log):
+            return mean, 0.0, math.inf
+        return mean, math.exp(base - z * sd_log), math.exp(base + z * sd_log)
+
+    def _failed(
+        self, study: optuna.Study, trial: FrozenTrial, step: int, rung: int, message: str
+    ) -> Prediction:
+        self._write(study, trial, {_attrs.FIT_STATUS: "failed", _attrs.LAW: self._law.name})
+        return Prediction(step=step, rung=rung, status="failed")
+
+    # ---- the study view -------------------------------------------------------------------
+    def _scores(self, study: optuna.Study, number: int, rung: int) -> list[float]:
+        with self._lock:
+            row = self._table.get(study._study_id, {}).get(rung, {})
+            return [v for n, v in row.items() if n != number]
+
+    def _maybe_sync(self, study: optuna.Study) -> None:
+        """Refresh the rung table and the pool from storage (other processes' attrs)."""
+        sid = study._study_id
+        now = time.monotonic()
+        with self._lock:
+            if now - self._synced.get(sid, -math.inf) < self.sync_interval:
+                return
+            self._synced[sid] = now
+        trials = study._storage.get_all_trials(sid, deepcopy=False, states=_STATES)
+        table: dict[int, dict[int, float]] = {}
+        full: dict[int, tuple[float, dict[str, float]]] = {}
+        final_rungs: list[tuple[int, float]] = []
+        for t in trials:
+            attrs = t.user_attrs
+            if t.state == TrialState.COMPLETE and t.value is not None:
+                final_rungs.append((t.number, float(t.value)))
+            for k, v in attrs.items():
+                if k.startswith(_attrs.RUNG_PREFIX):
+                    table.setdefault(int(k[len(_attrs.RUNG_PREFIX) :]), {})[t.number] = float(v)
+            pred = attrs.get(_attrs.PREDICTED_FINAL)
+            if pred is not None and all(_attrs.PARAM_PREFIX + n in attrs for n in self.shared):
+                full[t.number] = (
+                    float(pred),
+                    {n: float(attrs[_attrs.PARAM_PREFIX + n]) for n in self.shared},
+                )
+        for row in table.values():  # a completed trial's true final beats its old prediction
+            for number, value in final_rungs:
+                row[number] = value
+        with self._lock:
+            mine = self._table.setdefault(sid, {})
+            for r, row in table.items():
+                mine.setdefault(r, {}).update(row)
+            for number, value in final_rungs:
+                for row in mine.values():
+                    row[number] = value
+            mine_full = self._full.setdefault(sid, {})
+            mine_full.update(full)
+            self._pool[sid] = self._estimate_pool(study, mine_full)
+
+    def _estimate_pool(
+        self, study: optuna.Study, full: dict[int, tuple[float, dict[str, float]]]
+    ) -> dict[str, tuple[float, float]]:
+        if not self.shared or len(full) < self.min_pool:
+            return {}
+        sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
+        ranked = sorted(full, key=lambda n: sign * full[n][0])
+        members = ranked[: self.pool_size]
+        rest = ranked[self.pool_size :]
+        if rest and self.pool_random:
+            rng = np.random.default_rng([self.seed, len(full)])
+            members += [rest[i] for i in rng.permutation(len(rest))[: self.pool_random]]
+        pool: dict[str, tuple[float, float]] = {}
+        lo_b, hi_b = self._law.bounds
+        for n in self.shared:
+            vals = np.array([full[m][1][n] for m in members])
+            mu = float(np.median(vals))
+            mad = 1.4826 * float(np.median(np.abs(vals - mu)))
+            i = self._law.param_names.index(n)
+            sd = max(mad, 0.05 * abs(mu), 1e-6)
+            pool[n] = (min(max(mu, lo_b[i]), hi_b[i]), sd)
+        return pool
+
+    def _write(self, study: optuna.Study, trial: FrozenTrial, attrs: dict[str, Any]) -> None:
+        for key, value in attrs.items():
+            if isinstance(value, str):
+                study._storage.set_trial_user_attr(trial._trial_id, key, value)
+            else:
+                v = _attrs.plain(value)
+                if v is not None:
+                    study._storage.set_trial_user_attr(trial._trial_id, key, v)
