@@ -114,14 +114,19 @@ class TokenizerConfig:
 class DomainConfig:
     """``[domains.NAME]``: one data domain and its mixture bounds.
 
-    Exactly one source: ``builtin`` (a demo domain shipped through the project's
-    dependencies) or ``paths`` (local text/JSONL files or folders, relative to the
-    study file). ``low``/``high`` default to ``search_space.mixture_low/high``.
+    Exactly one source: ``builtin`` (a demo domain built from text that installs
+    with the project's dependencies), ``paths`` (local text/JSONL files or folders,
+    relative to the study file) or ``dataset`` (a ``datasets`` name already in the
+    local cache). ``held_out`` optionally gives the held-out files explicitly
+    (default: a fixed fraction of the documents). ``low``/``high`` default to
+    ``search_space.mixture_low/high``.
     """
 
     name: str
     builtin: str = ""
     paths: tuple[str, ...] = ()
+    dataset: str = ""
+    held_out: tuple[str, ...] = ()
     text_field: str = "text"
     low: float = -1.0
     high: float = -1.0
@@ -170,19 +175,24 @@ class LawConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class PrunerConfig:
-    """``[pruner]``: when a screened candidate is stopped.
+    """``[pruner]``: when a screened candidate is stopped early (``LawPruner``).
 
     Attributes:
-        quantile: the optimistic quantile of the prediction compared with the k-th best.
-        min_points: evaluations before the first decision (0: the law's minimum).
-        keep_fraction: fraction of candidates the pruner keeps at each rung.
         enabled: ``false`` trains every candidate for the whole short budget.
+        quantile: the optimistic quantile of the prediction, in (0, 0.5), compared
+            with the k-th best score at the same rung.
+        min_points: evaluations before the first decision (0: the law's minimum).
+        keep_fraction: fraction of candidates kept at each rung.
+        rung_factor: geometric spacing of decision rungs (0: decide at every report).
+        min_trials: fewest other scored candidates at a rung before pruning.
     """
 
+    enabled: bool = True
     quantile: float = 0.1
     min_points: int = 0
     keep_fraction: float = 0.5
-    enabled: bool = True
+    rung_factor: float = 2.0
+    min_trials: int = 4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -474,29 +484,39 @@ def _parse_domains(table: Any, base: Path) -> tuple[DomainConfig, ...]:
         if not isinstance(sub, Mapping):
             raise ValueError(f"`{prefix}` must be a table ([{prefix}]); got {sub!r}.")
         dom = _build(DomainConfig, sub, prefix, name=name)
-        if bool(dom.builtin) == bool(dom.paths):
+        given = [k for k in ("builtin", "paths", "dataset") if getattr(dom, k)]
+        if len(given) != 1:
             raise ValueError(
-                f'`{prefix}` needs exactly one source: `builtin = "..."` (a demo domain) '
-                f"or `paths = [...]` (local files); got " + ("both." if dom.builtin else "neither.")
+                f'`{prefix}` needs exactly one source: `builtin = "..."` (a demo domain), '
+                f'`paths = [...]` (local files) or `dataset = "..."` (a cached `datasets` '
+                f"name); got " + (" and ".join(given) if given else "neither") + "."
             )
         if dom.builtin:
             _check_builtin(dom.builtin, f"{prefix}.builtin")
-        resolved = []
-        for i, raw in enumerate(dom.paths):
-            path = Path(raw).expanduser()
-            path = path if path.is_absolute() else base / path
-            if not path.exists():
-                raise ValueError(
-                    f"`{prefix}.paths[{i}]` = {raw!r}: no such file or folder ({path}); fix "
-                    f"the path (relative paths are read from the study file's folder)."
-                )
-            resolved.append(str(path))
+        if dom.held_out and not dom.paths:
+            raise ValueError(f"`{prefix}.held_out` goes with `paths` (local files) only.")
+        resolved = _resolve_paths(dom.paths, base, f"{prefix}.paths")
+        held_out = _resolve_paths(dom.held_out, base, f"{prefix}.held_out")
         for bound in ("low", "high"):
             v = getattr(dom, bound)
             if v != -1.0 and not 0.0 <= v <= 1.0:
                 raise ValueError(f"`{prefix}.{bound}` must be in [0, 1]; got {v!r}.")
-        out.append(_replace(dom, paths=tuple(resolved)))
+        out.append(_replace(dom, paths=resolved, held_out=held_out))
     return tuple(out)
+
+
+def _resolve_paths(paths: tuple[str, ...], base: Path, key: str) -> tuple[str, ...]:
+    resolved = []
+    for i, raw in enumerate(paths):
+        path = Path(raw).expanduser()
+        path = path if path.is_absolute() else base / path
+        if not path.exists():
+            raise ValueError(
+                f"`{key}[{i}]` = {raw!r}: no such file or folder ({path}); fix the path "
+                f"(relative paths are read from the study file's folder)."
+            )
+        resolved.append(str(path))
+    return tuple(resolved)
 
 
 def builtin_domains() -> tuple[str, ...]:
@@ -709,8 +729,15 @@ def _validate_search(cfg: StudyConfig) -> None:
         prev = r
     if not 0 < s.level < 1:
         raise ValueError(f"`search.level` must be in (0, 1); got {s.level}.")
-    if not 0 < p.quantile < 1:
-        raise ValueError(f"`pruner.quantile` must be in (0, 1); got {p.quantile}.")
+    if not 0 < p.quantile < 0.5:
+        raise ValueError(f"`pruner.quantile` must be in (0, 0.5); got {p.quantile}.")
+    if p.rung_factor != 0 and p.rung_factor <= 1:
+        raise ValueError(
+            f"`pruner.rung_factor` must be > 1 (or 0 to decide at every report); "
+            f"got {p.rung_factor}."
+        )
+    if p.min_trials < 1:
+        raise ValueError(f"`pruner.min_trials` must be >= 1; got {p.min_trials}.")
     if not 0 < p.keep_fraction <= 1:
         raise ValueError(f"`pruner.keep_fraction` must be in (0, 1]; got {p.keep_fraction}.")
     if p.min_points < 0:

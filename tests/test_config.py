@@ -129,7 +129,7 @@ def test_missing_corpus_path(tmp_path: Path) -> None:
         _parse(tmp_path, data)
     data = _base(tmp_path)
     data["domains"]["b"] = {"low": 0.1}
-    with pytest.raises(ValueError, match=r"`domains.b` needs exactly one source.*neither"):
+    with pytest.raises(ValueError, match=r"`domains.b` needs exactly one source.*got neither"):
         _parse(tmp_path, data)
 
 
