@@ -6,6 +6,13 @@ schedules). Nothing here imports torch or a trainer.
 
 from lawsearch.mixtures import MixtureBounds, validate_mixture_bounds
 from lawsearch.optuna import _attrs as attrs
+from lawsearch.optuna._dashboard import (
+    fit_trial,
+    save_study_figure,
+    save_trial_figure,
+    study_figure,
+    trial_figure,
+)
 from lawsearch.optuna._mixture import (
     get_schedule,
     mixture_from_params,
@@ -16,18 +23,26 @@ from lawsearch.optuna._mixture import (
     suggest_schedule,
 )
 from lawsearch.optuna._pruner import LawPruner, Prediction
+from lawsearch.optuna._sampler import LawSampler, Surrogate
 
 __all__ = [
     "LawPruner",
+    "LawSampler",
     "MixtureBounds",
     "Prediction",
+    "Surrogate",
     "attrs",
+    "fit_trial",
     "get_schedule",
     "mixture_from_params",
     "mixture_param_names",
     "mixture_specs",
+    "save_study_figure",
+    "save_trial_figure",
     "set_schedule",
+    "study_figure",
     "suggest_mixture",
     "suggest_schedule",
+    "trial_figure",
     "validate_mixture_bounds",
 ]
