@@ -1,0 +1,852 @@
+"""Extrapolation benchmark: predict the final loss of a run from a prefix of its curve.
+
+On the 18 recorded LLM runs of ``../shared/data/lr_schedules`` (25M and 100M
+models × 9 LR schedules), for prefix fractions 10/20/40/60 % of each run's logged
+rows and every registered law, in three modes:
+
+* ``independent``: each run's prefix alone;
+* ``pooled``: the prefixes of all runs of one model size fitted together, the
+  law's shape parameters shared and its offsets/amplitudes per run;
+* ``transfer``: one *other complete* run of the same size (the reference) plus
+  the prefix. The reference is chosen by a fixed rule: never the run itself,
+  never a run that shares logged losses with it (WSD and two-stage runs are
+  branches of a constant run and are identical to it up to the branch point,
+  so a parent, child or sibling would leak the answer; relatedness is detected
+  from the data), and among the rest the longest cosine run (a full annealing
+  curve teaches the annealing parameters; a constant run carries none), then the
+  longest run. In practice: ``<size>_cosine_72000`` for every run except itself,
+  which uses ``<size>_cosine_24000``.
+
+Reported per (law, mode, prefix): mean and worst absolute relative error of the
+final logged loss, Spearman correlation of predicted finals among the runs of one
+size (mean over sizes), the share of same-length run pairs ordered correctly,
+coverage of the 90 % interval, and median fit time per curve (pooled: the joint
+fit time divided by the number of runs; transfer: the prefix fit, the reference
+fit is done once and not counted).
+
+Baselines in the same run: the last observed value, and ``scipy.optimize.curve_fit``
+of ``E + A * t ** -alpha`` in steps and in intrinsic time ``S1 = sum lr``.
+
+TaskSet (``learning_curves/taskset``): for the schedule-free laws, a deterministic
+sample of finite curves that DPL keeps, per task; prefix → error of the value at
+the last epoch.
+
+Usage: ``python benchmarks/extrapolation.py [--tiny] [--out DIR] [--laws a,b]
+[--modes m,n] [--prefixes 0.1,0.2] [--taskset-curves N]``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import (
+    benchmark_parser,
+    environment,
+    fmt,
+    markdown_table,
+    output_dir,
+    save_figure,
+    write_json,
+    write_text,
+)
+from lawsearch.cli import UserError
+from lawsearch.cli._fit import MODES, Outcome, RunCurve, extrapolate, prefix_rows
+from lawsearch.laws import LAWS, Law, get_law
+
+NAME = "extrapolation"
+PREFIXES = (0.1, 0.2, 0.4, 0.6)
+SCHEDULE_FREE = ("power", "two_phase", "ensemble")
+LEVEL = 0.9
+
+#: targets of issue 3 (20 % prefix unless said otherwise)
+TARGETS = {
+    "transfer_mean": 0.005,
+    "transfer_worst": 0.015,
+    "pooled_mean": 0.015,
+    "pairs_ordered": 0.90,
+    "best_vs_power": 3.0,
+    "coverage": (0.85, 0.95),
+    "mpl_fit_ms": 100.0,
+}
+
+
+# ---- runs ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Run:
+    """A recorded run with what the metrics need besides the curve."""
+
+    curve: RunCurve
+    size: int
+    total_steps: int
+    schedule: str
+
+    @property
+    def run_id(self) -> str:
+        return self.curve.run_id
+
+
+def load_runs() -> list[Run]:
+    from lawsearch.recorded.lr_schedules import load_lr_schedule_runs
+
+    return [
+        Run(
+            RunCurve(r.run_id, r.steps, r.lrs, r.losses, lr_per_step=r.lr_per_step),
+            r.model_params,
+            r.total_steps,
+            r.schedule,
+        )
+        for r in load_lr_schedule_runs()
+    ]
+
+
+def related(a: Run, b: Run, *, n_check: int = 5) -> bool:
+    """Whether two runs share logged losses (branch parent, child or sibling)."""
+    common, ia, ib = np.intersect1d(a.curve.steps, b.curve.steps, return_indices=True)
+    if common.size < n_check:
+        return False
+    return bool(np.all(a.curve.losses[ia[:n_check]] == b.curve.losses[ib[:n_check]]))
+
+
+def choose_reference(target: Run, runs: Sequence[Run]) -> Run | None:
+    """The transfer reference of ``target`` (see the module docstring for the rule)."""
+    pool = [
+        r
+        for r in runs
+        if r.size == target.size and r.run_id != target.run_id and not related(r, target)
+    ]
+    if not pool:
+        return None
+    return max(pool, key=lambda r: (r.schedule == "cosine", r.total_steps, r.run_id))
+
+
+# ---- laws ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LawSpec:
+    label: str
+    name: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def build(self) -> Law:
+        return get_law(self.name, **dict(self.options))
+
+
+def law_specs(names: Sequence[str] | None) -> list[LawSpec]:
+    """Every registered law with default options, plus the power law in intrinsic time."""
+    chosen = list(LAWS) if names is None else list(names)
+    specs = []
+    for name in chosen:
+        if name not in LAWS:
+            raise UserError(f"--laws: unknown law {name!r}; registered: {sorted(LAWS)}.")
+        specs.append(LawSpec(name, name))
+        if name == "power":
+            specs.append(LawSpec("power[intrinsic]", "power", (("time", "intrinsic"),)))
+    return specs
+
+
+# ---- baselines ----------------------------------------------------------------------
+def _power3(t: np.ndarray, e: float, a: float, alpha: float) -> np.ndarray:
+    return e + a * np.power(t, -alpha)
+
+
+def curve_fit_power(x: np.ndarray, y: np.ndarray, x_target: float) -> float | None:
+    """``scipy.optimize.curve_fit`` of ``E + A x^-alpha``; the prediction at ``x_target``."""
+    from scipy.optimize import OptimizeWarning, curve_fit
+
+    scale = float(x[0])
+    xs = x / scale
+    e0 = 0.9 * float(y.min())
+    p0 = (e0, max(float(y[0]) - e0, 1e-6), 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OptimizeWarning)
+        try:
+            popt, _ = curve_fit(
+                _power3,
+                xs,
+                y,
+                p0=p0,
+                bounds=([0.0, 0.0, 1e-3], [np.inf, np.inf, 5.0]),
+                maxfev=20000,
+            )
+        except (RuntimeError, ValueError):
+            return None
+    pred = float(_power3(np.array([x_target / scale]), *popt)[0])
+    return pred if math.isfinite(pred) else None
+
+
+def baseline_outcomes(runs: Sequence[Run], prefix: float) -> dict[str, list[Outcome]]:
+    """Last value and curve_fit power laws (steps, intrinsic time) on each prefix."""
+    out: dict[str, list[Outcome]] = defaultdict(list)
+    for run in runs:
+        c = run.curve
+        n = prefix_rows(c.n_rows, prefix)
+        target = int(c.steps[-1])
+        s1 = np.concatenate([[0.0], np.cumsum(c.dense_lr())])
+        preds: dict[str, tuple[float | None, float]] = {}
+        start = time.perf_counter()
+        preds["last value"] = (float(c.losses[n - 1]), time.perf_counter() - start)
+        for label, x in (("curve_fit power (steps)", c.steps), ("curve_fit power (S1)", s1)):
+            xs = c.steps if x is c.steps else s1[c.steps.astype(int)]
+            xt = float(target) if x is c.steps else float(s1[target])
+            start = time.perf_counter()
+            preds[label] = (curve_fit_power(xs[:n], c.losses[:n], xt), time.perf_counter() - start)
+        for label, (pred, seconds) in preds.items():
+            out[label].append(
+                Outcome(
+                    run_id=c.run_id,
+                    law=label,
+                    mode="baseline",
+                    prefix=n / c.n_rows,
+                    n_prefix=n,
+                    target_step=target,
+                    predicted_final=pred,
+                    predicted_lo=None,
+                    predicted_hi=None,
+                    true_final=float(c.losses[-1]),
+                    status="ok" if pred is not None else "failed",
+                    message="" if pred is not None else "curve_fit did not converge",
+                    fit_seconds=seconds,
+                )
+            )
+    return out
+
+
+# ---- running the laws -----------------------------------------------------------------
+def _failed(run: Run, law: str, mode: str, prefix: float, message: str) -> Outcome:
+    c = run.curve
+    n = prefix_rows(c.n_rows, prefix)
+    return Outcome(
+        run_id=c.run_id,
+        law=law,
+        mode=mode,
+        prefix=n / c.n_rows,
+        n_prefix=n,
+        target_step=int(c.steps[-1]),
+        predicted_final=None,
+        predicted_lo=None,
+        predicted_hi=None,
+        true_final=float(c.losses[-1]),
+        status="failed",
+        message=message,
+    )
+
+
+def _guarded(
+    call: Callable[[], list[Outcome]], runs: Sequence[Run], spec: LawSpec, mode: str, prefix: float
+) -> list[Outcome]:
+    """Run ``call``; a bad-input error or a law's bug fails these runs, not the benchmark."""
+    try:
+        return call()
+    except Exception as exc:
+        msg = f"{type(exc).__name__}: {exc}"
+        return [_failed(r, spec.label, mode, prefix, msg) for r in runs]
+
+
+def run_law(
+    spec: LawSpec, mode: str, prefix: float, runs: Sequence[Run], all_runs: Sequence[Run]
+) -> tuple[list[Outcome], dict[str, str]]:
+    """Every run extrapolated by one law in one mode; returns outcomes and references."""
+    law = spec.build()
+    by_size: dict[int, list[Run]] = defaultdict(list)
+    for r in runs:
+        by_size[r.size].append(r)
+    outcomes: list[Outcome] = []
+    refs: dict[str, str] = {}
+    for group in by_size.values():
+        if mode == "independent":
+            for r in group:
+                outcomes += _guarded(
+                    lambda r=r: extrapolate(law, [r.curve], prefix=prefix, level=LEVEL),
+                    [r],
+                    spec,
+                    mode,
+                    prefix,
+                )
+        elif mode == "pooled":
+            start = time.perf_counter()
+            res = _guarded(
+                lambda group=group: extrapolate(
+                    law, [r.curve for r in group], mode="pooled", prefix=prefix, level=LEVEL
+                ),
+                group,
+                spec,
+                mode,
+                prefix,
+            )
+            per_curve = (time.perf_counter() - start) / max(len(group), 1)
+            outcomes += [
+                replace(o, fit_seconds=per_curve) if math.isnan(o.fit_seconds) else o for o in res
+            ]
+        else:
+            targets: dict[str, list[Run]] = defaultdict(list)
+            ref_of: dict[str, Run] = {}
+            for r in group:
+                ref = choose_reference(r, all_runs)
+                if ref is None:
+                    outcomes.append(_failed(r, spec.label, mode, prefix, "no unrelated reference"))
+                    continue
+                refs[r.run_id] = ref.run_id
+                targets[ref.run_id].append(r)
+                ref_of[ref.run_id] = ref
+            for ref_id, members in targets.items():
+                outcomes += _guarded(
+                    lambda members=members, ref=ref_of[ref_id]: extrapolate(
+                        law,
+                        [m.curve for m in members],
+                        mode="transfer",
+                        prefix=prefix,
+                        references=[ref.curve],
+                        level=LEVEL,
+                    ),
+                    members,
+                    spec,
+                    mode,
+                    prefix,
+                )
+    order = {r.run_id: i for i, r in enumerate(runs)}
+    outcomes.sort(key=lambda o: order[o.run_id])
+    return [replace(o, law=spec.label) for o in outcomes], refs
+
+
+# ---- metrics --------------------------------------------------------------------------
+def _spearman(pred: Sequence[float], true: Sequence[float]) -> float | None:
+    from scipy.stats import spearmanr
+
+    if len(pred) < 3 or len(set(pred)) < 2 or len(set(true)) < 2:
+        return None
+    return float(spearmanr(pred, true).statistic)
+
+
+def metrics(outcomes: Sequence[Outcome], runs: Sequence[Run]) -> dict[str, Any]:
+    """The summary of one (law, mode, prefix) cell."""
+    info = {r.run_id: r for r in runs}
+    ok = [o for o in outcomes if o.status != "failed" and o.error is not None]
+    errs = np.array([abs(o.error) for o in ok if o.error is not None])
+    cov = [o.covered for o in ok if o.covered is not None]
+    times = [o.fit_seconds for o in outcomes if math.isfinite(o.fit_seconds)]
+    by_size: dict[int, list[Outcome]] = defaultdict(list)
+    for o in ok:
+        by_size[info[o.run_id].size].append(o)
+    rhos = []
+    for group in by_size.values():
+        rho = _spearman(
+            [o.predicted_final for o in group],  # type: ignore[misc]
+            [o.true_final for o in group],  # type: ignore[misc]
+        )
+        if rho is not None:
+            rhos.append(rho)
+    correct = total = 0
+    for i, a in enumerate(ok):
+        for b in ok[i + 1 :]:
+            ra, rb = info[a.run_id], info[b.run_id]
+            if ra.size != rb.size or ra.total_steps != rb.total_steps:
+                continue
+            assert a.predicted_final is not None and b.predicted_final is not None
+            assert a.true_final is not None and b.true_final is not None
+            total += 1
+            correct += (a.predicted_final - b.predicted_final) * (a.true_final - b.true_final) > 0
+    return {
+        "n": len(outcomes),
+        "n_ok": len(ok),
+        "mean_error": float(errs.mean()) if errs.size else None,
+        "worst_error": float(errs.max()) if errs.size else None,
+        "spearman": float(np.mean(rhos)) if rhos else None,
+        "pairs_total": total,
+        "pairs_ordered": correct / total if total else None,
+        "coverage": float(np.mean(cov)) if cov else None,
+        "median_fit_ms": 1e3 * float(np.median(times)) if times else None,
+        "failures": sorted({o.message for o in outcomes if o.status == "failed"})[:3],
+    }
+
+
+def _record(o: Outcome) -> dict[str, Any]:
+    out = o.to_json()
+    out["fit_ms"] = 1e3 * o.fit_seconds if math.isfinite(o.fit_seconds) else None
+    out["error"] = o.error
+    return out
+
+
+# ---- TaskSet ----------------------------------------------------------------------------
+def taskset_curves(n_per_task: int, *, tasks: int | None = None, seed: int = 0) -> list[RunCurve]:
+    """A deterministic sample of finite, DPL-kept curves per task (epoch as the step)."""
+    from lawsearch.recorded.taskset import load_taskset, taskset_tasks
+
+    rng = np.random.default_rng(seed)
+    curves = []
+    for task in taskset_tasks()[:tasks]:
+        t = load_taskset(task)
+        keep = np.flatnonzero(~t.nonfinite & ~t.dpl_excluded & np.all(t.values > 0, axis=1))
+        pick = np.sort(rng.choice(keep, size=min(n_per_task, keep.size), replace=False))
+        steps = t.epochs.astype(float)
+        for i in pick:
+            curves.append(
+                RunCurve(f"{task}#{int(t.config_ids[i])}", steps, np.ones_like(steps), t.values[i])
+            )
+    return curves
+
+
+def run_taskset(
+    specs: Sequence[LawSpec], curves: Sequence[RunCurve], prefixes: Sequence[float]
+) -> list[dict[str, Any]]:
+    """Prefix → last-epoch error of the schedule-free laws and the baselines on TaskSet."""
+    rows = []
+    for prefix in prefixes:
+        cells: dict[str, list[Outcome]] = defaultdict(list)
+        for spec in specs:
+            law = spec.build()
+            for c in curves:
+                try:
+                    cells[spec.label] += extrapolate(law, [c], prefix=prefix, level=LEVEL)
+                except Exception as exc:
+                    n = prefix_rows(c.n_rows, prefix)
+                    cells[spec.label].append(
+                        Outcome(
+                            c.run_id,
+                            spec.label,
+                            "independent",
+                            n / c.n_rows,
+                            n,
+                            int(c.steps[-1]),
+                            None,
+                            None,
+                            None,
+                            float(c.losses[-1]),
+                            "failed",
+                            f"{type(exc).__name__}: {exc}",
+                        )
+                    )
+        for c in curves:
+            n = prefix_rows(c.n_rows, prefix)
+            truth = float(c.losses[-1])
+            start = time.perf_counter()
+            guesses = {
+                "last value": float(c.losses[n - 1]),
+                "curve_fit power (steps)": curve_fit_power(
+                    c.steps[:n], c.losses[:n], float(c.steps[-1])
+                ),
+            }
+            seconds = time.perf_counter() - start
+            for label, pred in guesses.items():
+                cells[label].append(
+                    Outcome(
+                        c.run_id,
+                        label,
+                        "baseline",
+                        n / c.n_rows,
+                        n,
+                        int(c.steps[-1]),
+                        pred,
+                        None,
+                        None,
+                        truth,
+                        "ok" if pred is not None else "failed",
+                        "",
+                        fit_seconds=seconds,
+                    )
+                )
+        for label, outs in cells.items():
+            ok = [o for o in outs if o.error is not None]
+            errs = np.array([abs(o.error) for o in ok if o.error is not None])
+            cov = [o.covered for o in ok if o.covered is not None]
+            times = [o.fit_seconds for o in outs if math.isfinite(o.fit_seconds)]
+            rows.append(
+                {
+                    "law": label,
+                    "prefix": prefix,
+                    "n": len(outs),
+                    "n_ok": len(ok),
+                    "mean_error": float(errs.mean()) if errs.size else None,
+                    "median_error": float(np.median(errs)) if errs.size else None,
+                    "worst_error": float(errs.max()) if errs.size else None,
+                    "coverage": float(np.mean(cov)) if cov else None,
+                    "median_fit_ms": 1e3 * float(np.median(times)) if times else None,
+                }
+            )
+    return rows
+
+
+# ---- report -----------------------------------------------------------------------------
+def _pct(v: float | None) -> str:
+    return fmt(None if v is None else 100 * v, ".2f") + ("%" if v is not None else "")
+
+
+def _cell(summary: list[dict[str, Any]], law: str, mode: str, prefix: float) -> dict[str, Any]:
+    for row in summary:
+        if row["law"] == law and row["mode"] == mode and math.isclose(row["prefix"], prefix):
+            return row
+    return {}
+
+
+def targets(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's targets next to the measured numbers (20 % prefix)."""
+    p = 0.2
+    law_rows = [r for r in summary if r["mode"] != "baseline" and r["mean_error"] is not None]
+    at20 = [r for r in law_rows if math.isclose(r["prefix"], p)]
+
+    def best(mode: str, key: str = "mean_error") -> dict[str, Any]:
+        rows = [r for r in at20 if r["mode"] == mode and r[key] is not None]
+        return min(rows, key=lambda r: r[key]) if rows else {}
+
+    out = []
+    t = best("transfer")
+    out.append(
+        (
+            "transfer mean error",
+            t,
+            "mean_error",
+            f"≤ {_pct(TARGETS['transfer_mean'])}",
+            lambda v: v <= TARGETS["transfer_mean"],
+        )
+    )
+    out.append(
+        (
+            "transfer worst error",
+            t,
+            "worst_error",
+            f"≤ {_pct(TARGETS['transfer_worst'])}",
+            lambda v: v <= TARGETS["transfer_worst"],
+        )
+    )
+    out.append(
+        (
+            "pooled mean error",
+            best("pooled"),
+            "mean_error",
+            f"≤ {_pct(TARGETS['pooled_mean'])}",
+            lambda v: v <= TARGETS["pooled_mean"],
+        )
+    )
+    pairs = [r for r in at20 if r["mode"] == "transfer" and r["pairs_ordered"] is not None]
+    pbest = max(pairs, key=lambda r: r["pairs_ordered"]) if pairs else {}
+    out.append(
+        (
+            "same-length pairs ordered (transfer)",
+            pbest,
+            "pairs_ordered",
+            f"≥ {TARGETS['pairs_ordered']:.0%}",
+            lambda v: v >= TARGETS["pairs_ordered"],
+        )
+    )
+    rows: list[dict[str, Any]] = []
+    for label, row, key, target, ok in out:
+        v = row.get(key)
+        rows.append(
+            {
+                "target": label,
+                "goal": target,
+                "law": row.get("law"),
+                "mode": row.get("mode"),
+                "measured": v,
+                "met": None if v is None else bool(ok(v)),
+            }
+        )
+    power = _cell(summary, "power", "independent", p).get("mean_error")
+    overall = min(at20, key=lambda r: r["mean_error"]) if at20 else {}
+    ratio = power / overall["mean_error"] if power and overall.get("mean_error") else None
+    rows.append(
+        {
+            "target": "best law vs plain power law (mean error)",
+            "goal": "≥ 3×",
+            "law": overall.get("law"),
+            "mode": overall.get("mode"),
+            "measured": ratio,
+            "met": None if ratio is None else ratio >= TARGETS["best_vs_power"],
+        }
+    )
+    lo, hi = TARGETS["coverage"]
+    for mode in MODES:
+        c = best(mode)
+        v = c.get("coverage")
+        rows.append(
+            {
+                "target": f"90% interval coverage ({mode}, best law)",
+                "goal": "85–95%",
+                "law": c.get("law"),
+                "mode": mode,
+                "measured": v,
+                "met": None if v is None else lo <= v <= hi,
+            }
+        )
+    m = _cell(summary, "multipower", "independent", p).get("median_fit_ms")
+    rows.append(
+        {
+            "target": "MultiPowerLaw median fit time",
+            "goal": "≤ 100 ms",
+            "law": "multipower",
+            "mode": "independent",
+            "measured": m,
+            "met": None if m is None else m <= TARGETS["mpl_fit_ms"],
+        }
+    )
+    return rows
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    summary = payload["summary"]
+    parts = ["# Extrapolation benchmark", ""]
+    parts.append(
+        f"{payload['n_runs']} lr_schedules runs, prefixes {payload['prefixes']}, "
+        f"{LEVEL:.0%} intervals. Errors are |predicted − true| / true of the final logged loss."
+    )
+    parts += ["", "## Targets (20% prefix)", ""]
+    trows = []
+    for t in payload["targets"]:
+        v = t["measured"]
+        if v is None:
+            shown = "–"
+        elif "×" in t["goal"]:
+            shown = f"{v:.2f}×"
+        elif "ms" in t["goal"]:
+            shown = f"{v:.1f} ms"
+        else:
+            shown = _pct(v)
+        met = {True: "met", False: "not met", None: "n/a"}[t["met"]]
+        trows.append([t["target"], t["goal"], shown, t["law"] or "–", met])
+    parts.append(markdown_table(["target", "goal", "measured", "by", "status"], trows))
+    parts += ["", "## lr_schedules: all laws, modes and prefixes", ""]
+    headers = [
+        "law",
+        "mode",
+        "prefix",
+        "ok/n",
+        "mean err",
+        "worst err",
+        "Spearman",
+        "pairs ordered",
+        "coverage",
+        "median fit ms",
+    ]
+    rows = []
+    for r in sorted(
+        summary,
+        key=lambda r: (
+            r["prefix"],
+            r["mode"] != "baseline",
+            r["mode"],
+            r["mean_error"] if r["mean_error"] is not None else math.inf,
+        ),
+    ):
+        rows.append(
+            [
+                r["law"],
+                r["mode"],
+                f"{r['prefix']:.0%}",
+                f"{r['n_ok']}/{r['n']}",
+                _pct(r["mean_error"]),
+                _pct(r["worst_error"]),
+                fmt(r["spearman"], ".2f"),
+                "–"
+                if r["pairs_ordered"] is None
+                else f"{r['pairs_ordered']:.0%} of {r['pairs_total']}",
+                _pct(r["coverage"]),
+                fmt(r["median_fit_ms"], ".1f"),
+            ]
+        )
+    parts.append(markdown_table(headers, rows))
+    if payload["references"]:
+        parts += ["", "## Transfer references", ""]
+        parts.append(markdown_table(["run", "reference"], sorted(payload["references"].items())))
+    if payload["taskset"]:
+        parts += ["", f"## TaskSet ({payload['taskset_curves']} curves), last-epoch error", ""]
+        rows = [
+            [
+                r["law"],
+                f"{r['prefix']:.0%}",
+                f"{r['n_ok']}/{r['n']}",
+                _pct(r["mean_error"]),
+                _pct(r["median_error"]),
+                _pct(r["worst_error"]),
+                _pct(r["coverage"]),
+                fmt(r["median_fit_ms"], ".1f"),
+            ]
+            for r in payload["taskset"]
+        ]
+        parts.append(
+            markdown_table(
+                [
+                    "law",
+                    "prefix",
+                    "ok/n",
+                    "mean err",
+                    "median err",
+                    "worst err",
+                    "coverage",
+                    "median fit ms",
+                ],
+                rows,
+            )
+        )
+    if payload["law_failures"]:
+        parts += ["", "## Laws that failed", ""]
+        for label, msgs in sorted(payload["law_failures"].items()):
+            parts.append(f"- **{label}**: " + "; ".join(msgs))
+    return "\n".join(parts) + "\n"
+
+
+def figure(payload: dict[str, Any]) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
+    summary = payload["summary"]
+    labels = sorted({r["law"] for r in summary if r["mode"] != "baseline"})
+    for ax, mode in zip(axes, MODES, strict=True):
+        for i, label in enumerate(labels):
+            pts = [
+                (r["prefix"], r["mean_error"])
+                for r in summary
+                if r["law"] == label and r["mode"] == mode and r["mean_error"]
+            ]
+            if pts:
+                x, y = zip(*sorted(pts), strict=True)
+                ax.plot(np.array(x) * 100, np.array(y) * 100, "o-", color=f"C{i % 10}", label=label)
+        for j, base in enumerate(sorted({r["law"] for r in summary if r["mode"] == "baseline"})):
+            pts = [
+                (r["prefix"], r["mean_error"])
+                for r in summary
+                if r["law"] == base and r["mean_error"]
+            ]
+            if pts:
+                x, y = zip(*sorted(pts), strict=True)
+                ax.plot(
+                    np.array(x) * 100,
+                    np.array(y) * 100,
+                    ":",
+                    color=f"{0.2 + 0.2 * j:.1f}",
+                    label=base,
+                )
+        ax.axhline(
+            100 * TARGETS["transfer_mean" if mode == "transfer" else "pooled_mean"],
+            color="C3",
+            lw=0.8,
+            ls="--",
+        )
+        ax.set_yscale("log")
+        ax.set_title(f"lr_schedules — {mode}")
+        ax.set_xlabel("prefix (% of logged rows)")
+    axes[0].set_ylabel("mean |error| of the final loss (%)")
+    axes[-1].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+# ---- main -------------------------------------------------------------------------------
+def _csv_list(text: str | None, cast: Callable[[str], Any]) -> list[Any] | None:
+    if text is None:
+        return None
+    return [cast(x.strip()) for x in text.split(",") if x.strip()]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = benchmark_parser(NAME, __doc__)
+    parser.add_argument("--laws", default=None, help="comma-separated law names (default: all)")
+    parser.add_argument("--modes", default=None, help=f"comma-separated, of {', '.join(MODES)}")
+    parser.add_argument("--prefixes", default=None, help="comma-separated fractions")
+    parser.add_argument(
+        "--taskset-curves",
+        type=int,
+        default=20,
+        help="TaskSet curves sampled per task (0 to skip TaskSet)",
+    )
+    args = parser.parse_args(argv)
+    out = output_dir(args.out, NAME)
+    runs = load_runs()
+    laws = _csv_list(args.laws, str)
+    prefixes = _csv_list(args.prefixes, float) or list(PREFIXES)
+    modes = _csv_list(args.modes, str) or list(MODES)
+    taskset_n, taskset_tasks = args.taskset_curves, None
+    if args.tiny:
+        keep = ("100M_cosine_24000", "100M_cosine_72000")
+        runs = [r for r in runs if r.run_id in keep]
+        prefixes = [0.2]
+        if laws is None:
+            laws = [n for n in ("multipower", "power") if n in LAWS][:2]
+            laws += [n for n in LAWS if n not in laws][: 2 - len(laws)]
+        taskset_n, taskset_tasks = min(taskset_n, 2), 1
+    for m in modes:
+        if m not in MODES:
+            parser.error(f"--modes: unknown mode {m!r}; choose from {', '.join(MODES)}")
+    specs = law_specs(laws)
+    summary: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+    references: dict[str, str] = {}
+    law_failures: dict[str, list[str]] = {}
+    t0 = time.perf_counter()
+    for prefix in prefixes:
+        for label, outs in baseline_outcomes(runs, prefix).items():
+            summary.append(
+                {"law": label, "mode": "baseline", "prefix": prefix, **metrics(outs, runs)}
+            )
+            records += [_record(o) for o in outs]
+        for spec in specs:
+            for mode in modes:
+                start = time.perf_counter()
+                outs, refs = run_law(spec, mode, prefix, runs, runs)
+                references.update(refs)
+                cell = metrics(outs, runs)
+                summary.append({"law": spec.label, "mode": mode, "prefix": prefix, **cell})
+                records += [_record(o) for o in outs]
+                if cell["failures"]:
+                    law_failures.setdefault(spec.label, [])
+                    for msg in cell["failures"]:
+                        entry = f"{mode} {prefix:.0%}: {msg}"
+                        if len(law_failures[spec.label]) < 6:
+                            law_failures[spec.label].append(entry)
+                print(
+                    f"[{time.perf_counter() - t0:7.1f}s] {spec.label:<18} {mode:<11} "
+                    f"{prefix:4.0%}  mean {_pct(cell['mean_error']):>8}  "
+                    f"ok {cell['n_ok']}/{cell['n']}  ({time.perf_counter() - start:.1f}s)",
+                    file=sys.stderr,
+                )
+    taskset_rows: list[dict[str, Any]] = []
+    n_taskset = 0
+    if taskset_n > 0:
+        free = [s for s in specs if s.name in SCHEDULE_FREE and s.options == ()]
+        curves = taskset_curves(taskset_n, tasks=taskset_tasks)
+        n_taskset = len(curves)
+        taskset_rows = run_taskset(free, curves, prefixes)
+        print(f"[{time.perf_counter() - t0:7.1f}s] TaskSet done", file=sys.stderr)
+    payload: dict[str, Any] = {
+        "benchmark": NAME,
+        "tiny": bool(args.tiny),
+        "environment": environment(),
+        "n_runs": len(runs),
+        "runs": [r.run_id for r in runs],
+        "prefixes": prefixes,
+        "modes": modes,
+        "laws": [s.label for s in specs],
+        "registered_laws": sorted(LAWS),
+        "targets_spec": {k: list(v) if isinstance(v, tuple) else v for k, v in TARGETS.items()},
+        "summary": summary,
+        "references": references,
+        "law_failures": law_failures,
+        "taskset": taskset_rows,
+        "taskset_curves": n_taskset,
+        "outcomes": records,
+        "seconds": time.perf_counter() - t0,
+    }
+    payload["targets"] = targets(summary)
+    text = markdown(payload)
+    write_json(out / f"{NAME}.json", payload)
+    write_text(out / f"{NAME}.md", text)
+    save_figure(figure(payload), out / f"{NAME}.png")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
