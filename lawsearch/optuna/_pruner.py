@@ -170,6 +170,8 @@ class LawPruner(BasePruner):
         self._decided: dict[tuple[int, int, int], tuple[bool, Prediction | None]] = {}
         #: study_id -> rung -> trial number -> score at that rung
         self._table: dict[int, dict[int, dict[int, float]]] = {}
+        #: study_id -> trial number -> final value of a completed trial (counts at every rung)
+        self._finals: dict[int, dict[int, float]] = {}
         #: study_id -> trial number -> (latest prediction, fitted params) of full fits
         self._full: dict[int, dict[int, tuple[float, dict[str, float]]]] = {}
         self._pool: dict[int, dict[str, tuple[float, float]]] = {}
@@ -177,7 +179,7 @@ class LawPruner(BasePruner):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for key in ("_lock", "_decided", "_table", "_full", "_pool", "_synced"):
+        for key in ("_lock", "_decided", "_table", "_finals", "_full", "_pool", "_synced"):
             state.pop(key, None)
         return state
 
@@ -205,15 +207,20 @@ class LawPruner(BasePruner):
             if key in self._decided:
                 return self._decided[key][0]
         decision, prediction = self._decide(study, trial, int(step))
-        with self._lock:
-            self._decided[key] = (decision, prediction)
+        if prediction is not None:  # steps between rungs are decided in O(1) again
+            with self._lock:
+                self._decided[key] = (decision, prediction)
         return decision
 
     def predict(self, study: optuna.Study, trial: FrozenTrial) -> Prediction | None:
-        """The prediction behind the latest decision on ``trial`` in this process."""
+        """The latest prediction this process made for ``trial`` (None if none yet)."""
         with self._lock:
-            got = self._decided.get((study._study_id, trial.number, int(trial.last_step or -1)))
-        return None if got is None else got[1]
+            made = [
+                (step, got[1])
+                for (sid, number, step), got in self._decided.items()
+                if sid == study._study_id and number == trial.number and got[1] is not None
+            ]
+        return max(made, key=lambda p: p[0])[1] if made else None
 
     def _decide(
         self, study: optuna.Study, trial: FrozenTrial, step: int
@@ -365,7 +372,8 @@ class LawPruner(BasePruner):
     # ---- the study view -------------------------------------------------------------------
     def _scores(self, study: optuna.Study, number: int, rung: int) -> list[float]:
         with self._lock:
-            row = self._table.get(study._study_id, {}).get(rung, {})
+            row = dict(self._table.get(study._study_id, {}).get(rung, {}))
+            row.update(self._finals.get(study._study_id, {}))
             return [v for n, v in row.items() if n != number]
 
     def _maybe_sync(self, study: optuna.Study) -> None:
@@ -382,7 +390,7 @@ class LawPruner(BasePruner):
         final_rungs: list[tuple[int, float]] = []
         for t in trials:
             attrs = t.user_attrs
-            if t.state == TrialState.COMPLETE and t.value is not None:
+            if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value):
                 final_rungs.append((t.number, float(t.value)))
             for k, v in attrs.items():
                 if k.startswith(_attrs.RUNG_PREFIX):
@@ -393,16 +401,12 @@ class LawPruner(BasePruner):
                     float(pred),
                     {n: float(attrs[_attrs.PARAM_PREFIX + n]) for n in self.shared},
                 )
-        for row in table.values():  # a completed trial's true final beats its old prediction
-            for number, value in final_rungs:
-                row[number] = value
         with self._lock:
             mine = self._table.setdefault(sid, {})
             for r, row in table.items():
                 mine.setdefault(r, {}).update(row)
-            for number, value in final_rungs:
-                for row in mine.values():
-                    row[number] = value
+            # a completed trial's true final replaces its predictions at every rung
+            self._finals.setdefault(sid, {}).update(final_rungs)
             mine_full = self._full.setdefault(sid, {})
             mine_full.update(full)
             self._pool[sid] = self._estimate_pool(study, mine_full)

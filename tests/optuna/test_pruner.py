@@ -1,0 +1,172 @@
+"""LawPruner decisions on synthetic studies with known winners, and its attrs."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from lawsearch.laws import PowerLaw
+from lawsearch.optuna import LawPruner, attrs, set_schedule
+from lawsearch.schedules import Schedule
+from tests.optuna._synthetic import TARGET, curve, level_objective, objective
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _pruner(**kw: object) -> LawPruner:
+    opts: dict[str, object] = {
+        "target_step": TARGET,
+        "warmup_steps": 16,
+        "min_trials": 2,
+        "keep_fraction": 0.5,
+        "sync_interval": 0.0,
+    }
+    opts.update(kw)
+    return LawPruner(**opts)  # type: ignore[arg-type]
+
+
+def _study(pruner: LawPruner, levels: list[float], **kw: object) -> optuna.Study:
+    study = optuna.create_study(pruner=pruner, **kw)  # type: ignore[arg-type]
+    for lv in levels:
+        study.enqueue_trial({"level": lv})
+    study.optimize(level_objective, n_trials=len(levels))
+    return study
+
+
+def test_clear_loser_is_pruned_and_leaders_are_not() -> None:
+    study = _study(_pruner(), [1.0, 1.05, 1.1, 3.0, 0.98])
+    states = [t.state for t in study.trials]
+    assert states[:3] == [TrialState.COMPLETE] * 3
+    assert states[3] == TrialState.PRUNED  # the clear loser
+    assert states[4] == TrialState.COMPLETE  # the new best is never cut
+    loser = study.trials[3]
+    # pruned early, and its extrapolation says why
+    assert max(loser.intermediate_values) < TARGET / 2
+    assert loser.user_attrs[attrs.PREDICTED_LO] > 1.1
+    assert loser.user_attrs[attrs.FIT_STATUS] in ("ok", "degenerate")
+
+
+def test_prediction_extrapolates_to_the_target() -> None:
+    study = _study(_pruner(), [1.0, 1.05, 1.1, 3.0])
+    truth = 3.0 + 4.0 * (TARGET + 5.0) ** -0.5
+    ua = study.trials[3].user_attrs
+    assert ua[attrs.PREDICTED_LO] <= ua[attrs.PREDICTED_FINAL] <= ua[attrs.PREDICTED_HI]
+    assert ua[attrs.PREDICTED_FINAL] == pytest.approx(truth, rel=0.05)
+
+
+def test_diverging_curve_is_pruned_and_marked() -> None:
+    def values(trial: optuna.Trial) -> np.ndarray:
+        ys = curve(1.0, seed=trial.number)
+        if trial.number == 1:
+            ys[4:] = np.nan
+        return ys
+
+    study = optuna.create_study(pruner=_pruner(min_trials=1))
+    study.optimize(objective(values), n_trials=2)
+    diverged = study.trials[1]
+    assert diverged.state == TrialState.PRUNED
+    assert diverged.user_attrs[attrs.DIVERGED] == 1.0
+    assert diverged.user_attrs[attrs.FIT_STATUS] == "diverged"
+    assert max(diverged.intermediate_values) == 40  # pruned at the first NaN
+
+
+def test_failed_fit_never_prunes() -> None:
+    # a schedule-aware law cannot fit a trial that stored no schedule: it must run on
+    law = PowerLaw(time="intrinsic")
+    schedule = Schedule(family="cosine", peak_lr=1e-3, total_steps=TARGET, warmup_steps=8)
+
+    def values(trial: optuna.Trial) -> np.ndarray:
+        level = trial.suggest_float("level", 0.5, 5.0)
+        if trial.number != 3:
+            set_schedule(trial, schedule)
+        return curve(level, seed=trial.number)
+
+    study = optuna.create_study(pruner=_pruner(law=law))
+    for lv in (1.0, 1.05, 1.1, 3.0, 3.0):
+        study.enqueue_trial({"level": lv})
+    study.optimize(objective(values), n_trials=5)
+    no_schedule, with_schedule = study.trials[3], study.trials[4]
+    assert no_schedule.state == TrialState.COMPLETE
+    assert no_schedule.user_attrs[attrs.FIT_STATUS] == "failed"
+    assert attrs.PREDICTED_FINAL not in no_schedule.user_attrs
+    assert with_schedule.state == TrialState.PRUNED
+
+
+def test_no_pruning_before_min_trials() -> None:
+    study = _study(_pruner(min_trials=3), [1.0, 3.0, 4.0])
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+def test_maximize_prunes_the_low_scorer() -> None:
+    # accuracy-like curves: 10 - loss, so the best has the highest value
+    def values(trial: optuna.Trial) -> np.ndarray:
+        level = trial.suggest_float("level", 0.5, 5.0)
+        return 10.0 - curve(level, seed=trial.number)
+
+    study = optuna.create_study(direction="maximize", pruner=_pruner())
+    for lv in (1.0, 1.05, 1.1, 5.0):
+        study.enqueue_trial({"level": lv})
+    study.optimize(objective(values), n_trials=4)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3 + [TrialState.PRUNED]
+
+
+def test_decides_only_at_rung_steps() -> None:
+    pruner = _pruner(warmup_steps=16, rung_factor=2.0)
+    assert [pruner.rung_of(s) for s in (8, 16, 24, 32, 63, 64, 128)] == [0, 1, 1, 2, 2, 3, 4]
+    study = _study(pruner, [1.0, 1.05, 1.1, 3.0])
+    loser = study.trials[3]
+    assert max(loser.intermediate_values) in (16, 32, 64, 128)
+    assert loser.user_attrs[attrs.PREDICTED_AT_STEP] == max(loser.intermediate_values)
+
+
+def test_pruner_pickles_and_decides_the_same() -> None:
+    pruner = pickle.loads(pickle.dumps(_pruner()))
+    study = _study(pruner, [1.0, 1.05, 1.1, 3.0])
+    assert study.trials[3].state == TrialState.PRUNED
+
+
+def test_n_jobs_2_runs_clean() -> None:
+    rng = np.random.default_rng(0)
+    study = optuna.create_study(pruner=_pruner(full_fit_every=3))
+    for lv in rng.uniform(1.0, 3.0, size=10):
+        study.enqueue_trial({"level": float(lv)})
+    study.optimize(level_objective, n_trials=10, n_jobs=2)
+    states = [t.state for t in study.trials]
+    assert TrialState.FAIL not in states
+    assert states.count(TrialState.PRUNED) >= 1
+    best = min(study.trials, key=lambda t: t.params["level"])
+    assert best.state == TrialState.COMPLETE
+    for t in study.trials:
+        for key in (attrs.PREDICTED_FINAL, attrs.PREDICTED_LO, attrs.PREDICTED_HI):
+            assert type(t.user_attrs[key]) is float and math.isfinite(t.user_attrs[key])
+
+
+def test_pooled_fits_share_the_exponent() -> None:
+    pruner = _pruner(min_pool=2, full_fit_every=1000, min_trials=100)
+    study = _study(pruner, [1.0, 1.2, 1.4, 1.6])
+    last = study.trials[-1]
+    pred = pruner.predict(study, last)
+    assert pred is not None and pred.pooled
+    assert pred.fit is not None and "alpha" not in pred.fit.free
+    assert pred.fit.params["alpha"] == pytest.approx(0.5, rel=0.3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"target_step": 0}, r"`target_step` must be a positive integer; got 0"),
+        ({"target_step": 10, "quantile": 0.7}, r"`quantile` must be in \(0, 0\.5\)"),
+        ({"target_step": 10, "rung_factor": 1.0}, r"`rung_factor` must be > 1"),
+        ({"target_step": 10, "keep_fraction": 0.0}, r"`keep_fraction` must be in \(0, 1\]"),
+        ({"target_step": 10, "shared": ("beta",)}, r"`shared` names \['beta'\]"),
+        ({"target_step": 10, "law": "nope"}, r"unknown law 'nope'"),
+    ],
+)
+def test_bad_options_raise(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        LawPruner(**kwargs)  # type: ignore[arg-type]

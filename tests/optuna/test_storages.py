@@ -1,0 +1,64 @@
+"""Pruner attrs are plain floats/str and survive every storage Optuna offers."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.storages import JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from lawsearch.optuna import LawPruner, attrs
+from tests.optuna._synthetic import TARGET, level_objective
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+NUMERIC = (attrs.PREDICTED_FINAL, attrs.PREDICTED_LO, attrs.PREDICTED_HI, attrs.PREDICTED_AT_STEP)
+
+
+def _run_and_check(storage: optuna.storages.BaseStorage | str, name: str) -> None:
+    pruner = LawPruner(target_step=TARGET, warmup_steps=16, min_trials=2, sync_interval=0.0)
+    study = optuna.create_study(storage=storage, study_name=name, pruner=pruner)
+    for lv in (1.0, 1.05, 3.0):
+        study.enqueue_trial({"level": lv})
+    study.optimize(level_objective, n_trials=3)
+    reloaded = optuna.load_study(study_name=name, storage=storage)
+    trials = reloaded.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2 + [TrialState.PRUNED]
+    for t in trials:
+        ua = t.user_attrs
+        for key in NUMERIC:
+            assert type(ua[key]) is float and math.isfinite(ua[key]), (key, ua[key])
+        assert ua[attrs.LAW] == "power"
+        assert ua[attrs.FIT_STATUS] in ("ok", "degenerate")
+        rungs = [k for k in ua if k.startswith(attrs.RUNG_PREFIX)]
+        assert rungs and all(type(ua[k]) is float for k in rungs)
+
+
+def test_in_memory() -> None:
+    _run_and_check(optuna.storages.InMemoryStorage(), "mem")
+
+
+def test_sqlite(tmp_path: Path) -> None:
+    _run_and_check(f"sqlite:///{tmp_path / 'study.db'}", "sqlite")
+
+
+def test_journal_file(tmp_path: Path) -> None:
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "journal.log")))
+    _run_and_check(storage, "journal")
+
+
+@pytest.mark.postgres
+def test_postgresql(postgres_url: str) -> None:
+    name = f"lawsearch-test-attrs-{uuid.uuid4().hex}"
+    storage = RDBStorage(postgres_url)
+    try:
+        _run_and_check(storage, name)
+    finally:
+        optuna.delete_study(study_name=name, storage=storage)
+        storage.remove_session()
+        storage.engine.dispose()
