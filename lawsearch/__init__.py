@@ -19,6 +19,10 @@ _EXPORTS: dict[str, str] = {
     "Law": "lawsearch.laws",
     "FitResult": "lawsearch.laws",
     "PowerLaw": "lawsearch.laws",
+    "TwoPhaseLaw": "lawsearch.laws",
+    "EnsembleLaw": "lawsearch.laws",
+    "levina_bickel": "lawsearch.intrinsic_dim",
+    "exponent_prior": "lawsearch.intrinsic_dim",
     "get_law": "lawsearch.laws",
 }
 

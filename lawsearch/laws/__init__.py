@@ -9,22 +9,29 @@ from typing import Any
 
 from lawsearch._errors import did_you_mean
 from lawsearch.laws._base import Curve, FitResult, Law, LRTrack, Param
+from lawsearch.laws._ensemble import EnsembleFitResult, EnsembleLaw
 from lawsearch.laws._power import PowerLaw
+from lawsearch.laws._two_phase import TwoPhaseLaw
 
 __all__ = [
     "LAWS",
     "Curve",
+    "EnsembleFitResult",
+    "EnsembleLaw",
     "FitResult",
     "LRTrack",
     "Law",
     "Param",
     "PowerLaw",
+    "TwoPhaseLaw",
     "get_law",
 ]
 
 #: short name -> law class
 LAWS: dict[str, type[Law]] = {
     PowerLaw.name: PowerLaw,
+    TwoPhaseLaw.name: TwoPhaseLaw,
+    EnsembleLaw.name: EnsembleLaw,
 }
 
 
