@@ -1,0 +1,355 @@
+"""Data for the trainer: domains as ``datasets`` datasets, packed blocks, the mixed stream.
+
+Each domain is loaded from local files (JSONL/JSON with a text field, or plain
+text files, one document per file) or from a ``datasets`` dataset the user
+already has on disk, split into train and held-out *documents* (a fixed split,
+or the one a corpus manifest gives), tokenised and packed into blocks of
+``seq_len + 1`` tokens (inputs and shifted targets).
+
+The mixture is realised by ``datasets.interleave_datasets(probabilities=weights,
+seed=seed + cycle, stopping_strategy="all_exhausted")`` over per-domain streams
+of block indices; when a cycle ends a new one starts with the next seed, so a
+stream never runs dry. Its position ``(cycle, offset)`` is the whole data state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from lawsearch._errors import did_you_mean
+
+__all__ = ["DomainBlocks", "MixedStream", "check_weights", "load_domain_texts", "pack_domain"]
+
+_JSON_SUFFIXES = (".jsonl", ".json")
+_DATA_VERSION = "pack/1"
+
+
+@contextmanager
+def _quiet_datasets() -> Any:
+    """Silence ``datasets`` progress bars inside the block (core code does not print)."""
+    import datasets
+
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith(("/", ".", "~")) or Path(spec).suffix != "" or os.sep in spec[:1]
+
+
+def _expand(domain: str, paths: Sequence[str]) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if p.is_dir():
+            files.extend(
+                sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+            )
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise ValueError(
+                f"`domains.{domain}`: corpus path {str(raw)!r} does not exist; "
+                "give an existing file or folder (or build the demo corpus)."
+            )
+    if not files:
+        raise ValueError(f"`domains.{domain}`: no files under {list(paths)!r}.")
+    return files
+
+
+def _load_files(domain: str, files: list[Path], text_field: str, cache_dir: Path) -> Any:
+    import datasets
+
+    json_files = [str(f) for f in files if f.suffix in _JSON_SUFFIXES]
+    text_files = [str(f) for f in files if f.suffix not in _JSON_SUFFIXES]
+    parts = []
+    with _quiet_datasets():
+        if json_files:
+            ds = datasets.load_dataset(
+                "json", data_files=json_files, split="train", cache_dir=str(cache_dir)
+            )
+            if text_field not in ds.column_names:
+                raise ValueError(
+                    f"`domains.{domain}`: JSON records have no field {text_field!r} "
+                    f"(fields: {ds.column_names}); set `text_field`."
+                )
+            parts.append(
+                ds.select_columns([text_field]).rename_column(text_field, "text")
+                if text_field != "text"
+                else ds.select_columns(["text"])
+            )
+        if text_files:
+            parts.append(
+                datasets.load_dataset(
+                    "text",
+                    data_files=text_files,
+                    split="train",
+                    sample_by="document",
+                    cache_dir=str(cache_dir),
+                ).select_columns(["text"])
+            )
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
+def _load_source(domain: str, spec: Any, text_field: str, cache_dir: Path) -> Any:
+    import datasets
+
+    if (
+        isinstance(spec, str)
+        and not Path(spec).expanduser().exists()
+        and not _looks_like_path(spec)
+    ):
+        try:
+            with _quiet_datasets():
+                ds = datasets.load_dataset(spec, split="train")
+        except Exception as exc:
+            raise ValueError(
+                f"`domains.{domain}`: {spec!r} is neither a local path nor a dataset in the "
+                f"local `datasets` cache ({type(exc).__name__}: {exc})."
+            ) from None
+        if text_field not in ds.column_names:
+            raise ValueError(
+                f"`domains.{domain}`: dataset {spec!r} has no column {text_field!r}; "
+                f"columns: {ds.column_names}."
+            )
+        return (
+            ds.select_columns([text_field]).rename_column(text_field, "text")
+            if text_field != "text"
+            else ds.select_columns(["text"])
+        )
+    paths = [spec] if isinstance(spec, str | os.PathLike) else list(spec)
+    files = _expand(domain, [str(p) for p in paths])
+    if len(files) == 1 and files[0].name == "dataset_info.json":
+        return datasets.load_from_disk(str(files[0].parent))
+    return _load_files(domain, files, text_field, cache_dir)
+
+
+def load_domain_texts(
+    domain: str,
+    spec: Any,
+    *,
+    text_field: str,
+    held_out_fraction: float,
+    held_out_size: int | None,
+    seed: int,
+    cache_dir: Path,
+) -> tuple[Any, Any]:
+    """The (train, held-out) document datasets of one domain, each with a ``text`` column.
+
+    ``spec`` is a path, a list of paths, a ``datasets`` name, or a mapping
+    ``{"train": ..., "held_out": ...}`` giving the split explicitly.
+    """
+    if isinstance(spec, Mapping):
+        unknown = set(spec) - {"train", "held_out"}
+        if unknown or "train" not in spec or "held_out" not in spec:
+            raise ValueError(
+                f"`domains.{domain}` as a mapping needs exactly the keys 'train' and "
+                f"'held_out'; got {sorted(spec)}."
+            )
+        train = _load_source(domain, spec["train"], text_field, cache_dir)
+        held = _load_source(domain, spec["held_out"], text_field, cache_dir)
+        return train, held
+    docs = _load_source(domain, spec, text_field, cache_dir)
+    n = len(docs)
+    test_size: int = held_out_size if held_out_size else max(1, round(held_out_fraction * n))
+    if n < 2 or test_size >= n:
+        raise ValueError(
+            f"`domains.{domain}` has {n} document(s), too few to hold out {test_size}; "
+            "add documents or give an explicit {'train': ..., 'held_out': ...} split."
+        )
+    split = docs.train_test_split(test_size=test_size, seed=seed, shuffle=True)
+    return split["train"], split["test"]
+
+
+@dataclass(frozen=True)
+class DomainBlocks:
+    """One domain packed into blocks of ``seq_len + 1`` token ids.
+
+    Attributes:
+        name: the domain name.
+        train: ``(n_train, seq_len + 1)`` int32 (memory-mapped when cached on disk).
+        held_out: ``(n_held_out, seq_len + 1)`` int32.
+    """
+
+    name: str
+    train: NDArray[np.int32]
+    held_out: NDArray[np.int32]
+
+    @property
+    def train_tokens(self) -> int:
+        """Predicted tokens in one epoch over the train blocks."""
+        return int(self.train.shape[0]) * (int(self.train.shape[1]) - 1)
+
+
+def _blocks_of(ds: Any, width: int) -> NDArray[np.int32]:
+    """The ``input_ids`` column as a 2-D array, zero-copy from Arrow when possible."""
+    table = ds.data.table if hasattr(ds.data, "table") else ds.data
+    column = table.column("input_ids").combine_chunks()
+    flat = column.values.to_numpy(zero_copy_only=False)
+    return np.asarray(flat, dtype=np.int32).reshape(-1, width)
+
+
+def pack_domain(
+    name: str,
+    train_docs: Any,
+    held_docs: Any,
+    tokenizer: Any,
+    *,
+    seq_len: int,
+    cache_dir: Path,
+    key: str,
+) -> DomainBlocks:
+    """Tokenise documents (each followed by eos) and pack them into ``seq_len + 1`` blocks."""
+    from datasets import Features, Sequence, Value
+
+    width = seq_len + 1
+    eos = int(tokenizer.eos_token_id)
+    features = Features({"input_ids": Sequence(Value("int32"), length=width)})
+
+    def pack(batch: dict[str, list[str]]) -> dict[str, list[list[int]]]:
+        ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
+        flat = np.fromiter((t for doc in ids for t in (*doc, eos)), dtype=np.int32)
+        n = flat.size // width
+        return {"input_ids": flat[: n * width].reshape(n, width).tolist()}
+
+    out = []
+    for split, docs in (("train", train_docs), ("held_out", held_docs)):
+        fingerprint = hashlib.sha256(
+            f"{_DATA_VERSION}|{key}|{name}|{split}|{docs._fingerprint}|{width}".encode()
+        ).hexdigest()[:32]
+        cache_file = cache_dir / "packed" / f"{fingerprint}.arrow"
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        with _quiet_datasets():
+            packed = docs.map(
+                pack,
+                batched=True,
+                batch_size=256,
+                remove_columns=docs.column_names,
+                features=features,
+                new_fingerprint=fingerprint,
+                cache_file_name=str(cache_file),
+                load_from_cache_file=True,
+            )
+        blocks = _blocks_of(packed, width)
+        if blocks.shape[0] == 0:
+            raise ValueError(
+                f"`domains.{name}`: the {split} split has fewer than seq_len + 1 = {width} "
+                "tokens; add text or lower `seq_len`."
+            )
+        out.append(blocks)
+    return DomainBlocks(name=name, train=out[0], held_out=out[1])
+
+
+def check_weights(weights: Mapping[str, float], domains: Sequence[str]) -> dict[str, float]:
+    """Validate mixture weights: known domains, finite, >= 0, summing to 1 (missing = 0)."""
+    if not isinstance(weights, Mapping) or not weights:
+        raise ValueError(
+            f"`mixture` must be a non-empty mapping domain -> weight; got {weights!r}."
+        )
+    for name, w in weights.items():
+        if name not in domains:
+            raise ValueError(
+                f"`mixture` names unknown domain {name!r}; known: {list(domains)}"
+                + did_you_mean(name, domains)
+            )
+        if not isinstance(w, int | float) or not math.isfinite(w) or w < 0:
+            raise ValueError(f"`mixture[{name!r}]` must be a finite number >= 0; got {w!r}.")
+    total = float(sum(weights.values()))
+    if abs(total - 1.0) > 1e-6:
+        raise ValueError(f"`mixture` weights must sum to 1 (got {total:.6g}); normalise them.")
+    return {d: float(weights.get(d, 0.0)) for d in domains}
+
+
+class MixedStream:
+    """An endless, checkpointable stream of (domain, block) draws realising a mixture."""
+
+    def __init__(self, sizes: Sequence[int], weights: Sequence[float], *, seed: int) -> None:
+        self.sizes = [int(s) for s in sizes]
+        self.weights = [float(w) for w in weights]
+        self.seed = int(seed)
+        self.active = [i for i, w in enumerate(self.weights) if w > 0]
+        self.cycle = 0
+        self.offset = 0
+        self._order: tuple[NDArray[np.int64], NDArray[np.int64]] | None = None
+
+    def _build(self, cycle: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        import datasets
+
+        streams = [
+            datasets.Dataset.from_dict(
+                {
+                    "domain": np.full(self.sizes[i], i, dtype=np.int64),
+                    "row": np.arange(self.sizes[i], dtype=np.int64),
+                }
+            )
+            for i in self.active
+        ]
+        probs = [self.weights[i] for i in self.active]
+        total = sum(probs)
+        with _quiet_datasets():
+            mixed = datasets.interleave_datasets(
+                streams,
+                probabilities=[p / total for p in probs],
+                seed=self.seed + cycle,
+                stopping_strategy="all_exhausted",
+            )
+        table = mixed.with_format("arrow")[0 : len(mixed)]  # one Arrow take, not row by row
+        return (
+            table.column("domain").to_numpy().astype(np.int64),
+            table.column("row").to_numpy().astype(np.int64),
+        )
+
+    def take(self, n: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """The next ``n`` draws as (domain index, block index) arrays; advances the stream."""
+        doms, rows = [], []
+        need = n
+        while need > 0:
+            if self._order is None:
+                self._order = self._build(self.cycle)
+            d, r = self._order
+            k = min(need, d.size - self.offset)
+            doms.append(d[self.offset : self.offset + k])
+            rows.append(r[self.offset : self.offset + k])
+            self.offset += k
+            need -= k
+            if self.offset >= d.size:
+                self.cycle, self.offset, self._order = self.cycle + 1, 0, None
+        return np.concatenate(doms), np.concatenate(rows)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "cycle": self.cycle,
+            "offset": self.offset,
+            "seed": self.seed,
+            "weights": list(self.weights),
+            "sizes": list(self.sizes),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for key in ("seed", "weights", "sizes"):
+            mine = getattr(self, key)
+            theirs = state[key]
+            if json.dumps(mine) != json.dumps(
+                list(theirs) if isinstance(theirs, tuple) else theirs
+            ):
+                raise ValueError(
+                    f"checkpoint data stream has {key}={theirs!r} but this run has {mine!r}; "
+                    "resume with the same mixture, data and seed."
+                )
+        self.cycle, self.offset, self._order = int(state["cycle"]), int(state["offset"]), None

@@ -1,0 +1,54 @@
+"""Distributed data parallel through ``torchrun``: process group set-up from env vars."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Dist", "setup_distributed"]
+
+
+@dataclass(frozen=True)
+class Dist:
+    """Where this process sits: ``rank`` of ``world`` (``world == 1``: no DDP)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def all_reduce_sum(self, tensor: Any) -> Any:
+        """Sum ``tensor`` over ranks in place (a no-op on one process)."""
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+def setup_distributed(device_type: str) -> Dist:
+    """Join the ``torchrun`` process group named by ``RANK``/``WORLD_SIZE`` (if any).
+
+    Uses nccl on CUDA and gloo on CPU. An already initialised group is reused.
+    """
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
+    if not dist.is_initialized():
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, rank=rank, world_size=world)
+    return Dist(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local_rank)
