@@ -36,6 +36,7 @@ import platform
 import sysconfig
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ __all__ = [
 FORMAT = "lawsearch-demo-corpus/1"
 MANIFEST = "manifest.json"
 Document = tuple[str, str]
+LazyDocument = tuple[str, Callable[[], str]]  # id, and how to read its text
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class _Source:
     licence: str
     attribution: str
     packages: tuple[str, ...]
-    documents: Callable[[], Iterator[Document]]
+    documents: Callable[[], Iterator[LazyDocument]]
 
 
 # ---- sources --------------------------------------------------------------------------
@@ -84,43 +86,47 @@ def _walk(root: Path, suffixes: tuple[str, ...]) -> Iterator[Path]:
     yield from sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
-def _stdlib_source() -> Iterator[Document]:
+def _stdlib_source() -> Iterator[LazyDocument]:
     root = Path(sysconfig.get_paths()["stdlib"])
     for path in _walk(root, (".py",)):
-        yield path.relative_to(root).as_posix(), _read(path)
+        yield path.relative_to(root).as_posix(), partial(_read, path)
 
 
-def _python_docs() -> Iterator[Document]:
+def _python_docs() -> Iterator[LazyDocument]:
     from pydoc_data.topics import topics
 
     for key in sorted(topics):
-        yield key, topics[key].replace("\r\n", "\n")
+        yield key, partial(str.replace, topics[key], "\r\n", "\n")
 
 
-def _licenses() -> Iterator[Document]:
+def _licenses() -> Iterator[LazyDocument]:
     root = _package_dir("licensedcode") / "data" / "licenses"
     for path in sorted(root.glob("*.LICENSE")):
-        text = _read(path)
-        if text.startswith("---\n"):  # strip the YAML front matter (metadata, not text)
-            end = text.find("\n---\n", 4)
-            text = text[end + 5 :] if end >= 0 else ""
-        text = text.strip("\n")
-        if text.strip():
-            yield path.stem, text + "\n"
+        yield path.stem, partial(_license_text, path)
 
 
-def _numpy_docs() -> Iterator[Document]:
+def _license_text(path: Path) -> str:
+    text = _read(path)
+    if text.startswith("---\n"):  # strip the YAML front matter (metadata, not text)
+        end = text.find("\n---\n", 4)
+        text = text[end + 5 :] if end >= 0 else ""
+    text = text.strip("\n")
+    return text + "\n" if text.strip() else ""
+
+
+def _numpy_docs() -> Iterator[LazyDocument]:
     root = _package_dir("numpy")
     for path in _walk(root, (".py",)):
-        try:
-            tree = ast.parse(_read(path))
-        except SyntaxError:
-            continue
-        parts = []
-        for qualname, doc in _docstrings(tree, ""):
-            parts.append(f"{qualname}\n{'=' * len(qualname)}\n\n{doc}\n")
-        if parts:
-            yield path.relative_to(root).as_posix(), "\n".join(parts)
+        yield path.relative_to(root).as_posix(), partial(_module_docstrings, path)
+
+
+def _module_docstrings(path: Path) -> str:
+    try:
+        tree = ast.parse(_read(path))
+    except SyntaxError:
+        return ""
+    parts = [f"{name}\n{'=' * len(name)}\n\n{doc}\n" for name, doc in _docstrings(tree, "")]
+    return "\n".join(parts)
 
 
 def _docstrings(node: ast.AST, prefix: str) -> Iterator[tuple[str, str]]:
@@ -138,14 +144,14 @@ def _docstrings(node: ast.AST, prefix: str) -> Iterator[tuple[str, str]]:
                 yield from _docstrings(child, qualname)
 
 
-def _cpp_headers() -> Iterator[Document]:
+def _cpp_headers() -> Iterator[LazyDocument]:
     root = _package_dir("torch") / "include"
     for sub in ("c10", "ATen"):
         for path in _walk(root / sub, (".h", ".hpp", ".cuh")):
             rel = path.relative_to(root).as_posix()
             if rel.startswith("ATen/ops/"):  # thousands of near-identical generated files
                 continue
-            yield rel, _read(path)
+            yield rel, partial(_read, path)
 
 
 def _package_dir(module: str) -> Path:
@@ -393,11 +399,12 @@ def _build_domain(
     docs = sorted(source.documents(), key=lambda d: _hash(f"{source.name}/{d[0]}"))
     chosen: list[Document] = []
     total = 0
-    for doc_id, text in docs:
+    max_doc = min(max_doc, max(256, max_bytes // 8))  # at least ~8 documents per domain
+    for doc_id, read in docs:
         room = min(max_doc, max_bytes - total)
         if room < 256:
             break
-        text = _truncate(text, room)
+        text = _truncate(read(), room)
         if not text.strip():
             continue
         chosen.append((doc_id, text))
