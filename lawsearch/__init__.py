@@ -21,6 +21,7 @@ _EXPORTS: dict[str, str] = {
     "PowerLaw": "lawsearch.laws",
     "TwoPhaseLaw": "lawsearch.laws",
     "EnsembleLaw": "lawsearch.laws",
+    "TemporalLaw": "lawsearch.laws",
     "levina_bickel": "lawsearch.intrinsic_dim",
     "exponent_prior": "lawsearch.intrinsic_dim",
     "get_law": "lawsearch.laws",

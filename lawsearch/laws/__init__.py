@@ -11,6 +11,7 @@ from lawsearch._errors import did_you_mean
 from lawsearch.laws._base import Curve, FitResult, Law, LRTrack, Param
 from lawsearch.laws._ensemble import EnsembleFitResult, EnsembleLaw
 from lawsearch.laws._power import PowerLaw
+from lawsearch.laws._temporal import TemporalLaw
 from lawsearch.laws._two_phase import TwoPhaseLaw
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "Law",
     "Param",
     "PowerLaw",
+    "TemporalLaw",
     "TwoPhaseLaw",
     "get_law",
 ]
@@ -31,6 +33,7 @@ __all__ = [
 LAWS: dict[str, type[Law]] = {
     PowerLaw.name: PowerLaw,
     TwoPhaseLaw.name: TwoPhaseLaw,
+    TemporalLaw.name: TemporalLaw,
     EnsembleLaw.name: EnsembleLaw,
 }
 
