@@ -23,13 +23,14 @@ from lawsearch.optuna._mixture import (
     suggest_schedule,
 )
 from lawsearch.optuna._pruner import LawPruner, Prediction
-from lawsearch.optuna._sampler import LawSampler, Surrogate
+from lawsearch.optuna._sampler import LawSampler, SimplexGP, Surrogate
 
 __all__ = [
     "LawPruner",
     "LawSampler",
     "MixtureBounds",
     "Prediction",
+    "SimplexGP",
     "Surrogate",
     "attrs",
     "fit_trial",

@@ -127,8 +127,6 @@ def _suggest_range(
 ) -> float:
     if isinstance(value, tuple):
         lo, hi = value
-        if not lo < hi:
-            raise ValueError(f"`{name}` range must have low < high; got {value!r}.")
         return float(trial.suggest_float(name, lo, hi, log=log))
     return float(value)
 
@@ -170,6 +168,18 @@ def suggest_schedule(
         raise ValueError(f"`total_steps` must be an integer >= 2; got {total_steps!r}.")
     if not 0 <= final_lr_fraction <= 1:
         raise ValueError(f"`final_lr_fraction` must be in [0, 1]; got {final_lr_fraction!r}.")
+    for field_name, value in (
+        ("peak_lr", peak_lr),
+        ("warmup", warmup),
+        ("decay_fraction", decay_fraction),
+    ):
+        if isinstance(value, tuple) and not (len(value) == 2 and value[0] < value[1]):
+            raise ValueError(
+                f"`{field_name}` must be a number or a (low, high) range with low < high; "
+                f"got {value!r}."
+            )
+    if isinstance(peak_lr, tuple) and peak_lr[0] <= 0:
+        raise ValueError(f"`peak_lr` must be > 0; got the range {peak_lr!r}.")
     family = fams[0] if len(fams) == 1 else str(trial.suggest_categorical(f"{name}:family", fams))
     lr = _suggest_range(trial, f"{name}:peak_lr", peak_lr, log=True)
     warm = _suggest_range(trial, f"{name}:warmup_fraction", warmup)

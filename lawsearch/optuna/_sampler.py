@@ -19,7 +19,7 @@ from lawsearch.mixtures import MixtureBounds
 from lawsearch.optuna import _attrs
 from lawsearch.optuna._mixture import mixture_param_names, mixture_specs
 
-__all__ = ["LawSampler", "Surrogate"]
+__all__ = ["LawSampler", "SimplexGP", "Surrogate"]
 
 FloatArray = NDArray[np.float64]
 
@@ -32,9 +32,11 @@ class Surrogate(Protocol):
     def predict(self, weights: FloatArray) -> tuple[FloatArray, FloatArray]: ...
 
 
-class _SimplexGP:
-    """A small Gaussian-process surrogate on mixture weights: the default until
-    ``lawsearch._surrogate.MixtureSurrogate`` is available.
+class SimplexGP:
+    """A small, fast Gaussian-process surrogate on mixture weights.
+
+    The fallback when ``lawsearch._surrogate.MixtureSurrogate`` is not installed,
+    and a cheap choice (``LawSampler(surrogate=SimplexGP)``) when trials are short.
 
     Squared-exponential kernel ``k(a, b) = s^2 exp(-|a - b|^2 / (2 l^2))`` on the
     weights, per-point noise ``loss_std^2`` plus a nugget; the length scale and
@@ -44,7 +46,7 @@ class _SimplexGP:
 
     max_points = 256
 
-    def fit(self, weights: FloatArray, losses: FloatArray, *, loss_std: Any = None) -> _SimplexGP:
+    def fit(self, weights: FloatArray, losses: FloatArray, *, loss_std: Any = None) -> SimplexGP:
         x = np.asarray(weights, dtype=float)
         y = np.asarray(losses, dtype=float)
         sd = np.zeros(y.size) if loss_std is None else np.asarray(loss_std, dtype=float)
@@ -92,7 +94,7 @@ def _default_surrogate() -> Surrogate:
     try:
         from lawsearch._surrogate import MixtureSurrogate  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
-        return _SimplexGP()
+        return SimplexGP()
     return MixtureSurrogate()  # type: ignore[no-any-return,unused-ignore]
 
 
