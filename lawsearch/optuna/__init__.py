@@ -22,10 +22,11 @@ from lawsearch.optuna._mixture import (
     suggest_mixture,
     suggest_schedule,
 )
-from lawsearch.optuna._pruner import LawPruner, Prediction
+from lawsearch.optuna._pruner import FigureWarning, LawPruner, Prediction
 from lawsearch.optuna._sampler import LawSampler, SimplexGP, Surrogate
 
 __all__ = [
+    "FigureWarning",
     "LawPruner",
     "LawSampler",
     "MixtureBounds",

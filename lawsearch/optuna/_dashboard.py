@@ -113,21 +113,26 @@ def save_trial_figure(
     target_step: int | None = None,
     level: float = 0.8,
 ) -> str:
-    """Draw ``trial_figure`` as a PNG and upload it as the trial's artifact.
+    """Draw ``trial_figure`` as a PNG and upload it to the artifact store.
+
+    A running trial (e.g. from ``LawPruner(artifact_store=...)`` just before it
+    prunes) gets the artifact itself; Optuna does not let finished trials change,
+    so their figure is attached to the study, named after the trial.
 
     Returns:
-        The artifact id (shown under the trial in optuna-dashboard).
+        The artifact id (shown in optuna-dashboard under the trial or the study).
     """
     from optuna.artifacts import upload_artifact
 
     fig = trial_figure(trial, law=law, target_step=target_step, level=level)
+    owner: optuna.Study | FrozenTrial = trial if trial.state == TrialState.RUNNING else study
     with tempfile.TemporaryDirectory(prefix="lawsearch-") as tmp:
         path = os.path.join(tmp, f"trial-{trial.number}-extrapolation.png")
         fig.savefig(path, format="png")
         return upload_artifact(
             artifact_store=artifact_store,
             file_path=path,
-            study_or_trial=trial,
+            study_or_trial=owner,
             storage=study._storage,
             mimetype="image/png",
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,10 +20,14 @@ from lawsearch.laws import FitResult, Law, get_law
 from lawsearch.optuna import _attrs
 from lawsearch.optuna._mixture import get_schedule
 
-__all__ = ["LawPruner", "Prediction"]
+__all__ = ["FigureWarning", "LawPruner", "Prediction"]
 
 _DEFAULT_SHARED = ("alpha", "t0")
 _STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+
+
+class FigureWarning(UserWarning):
+    """A trial figure could not be drawn or uploaded (the search goes on)."""
 
 
 class Prediction:
@@ -94,6 +99,8 @@ class LawPruner(BasePruner):
         min_pool: fewest full fits before pooled (fixed-exponent) fits start.
         full_fit_every: one decision in this many refits all parameters.
         sync_interval: seconds between refreshes of the rung table from storage.
+        artifact_store: an Optuna artifact store; when set, each pruned trial gets
+            its extrapolation figure (``save_trial_figure``) before it stops.
         seed: seeds the pool's random members.
     """
 
@@ -115,6 +122,7 @@ class LawPruner(BasePruner):
         min_pool: int = 3,
         full_fit_every: int = 8,
         sync_interval: float = 1.0,
+        artifact_store: Any = None,
         seed: int = 0,
     ) -> None:
         self._law = get_law(law) if isinstance(law, str) else law
@@ -156,6 +164,7 @@ class LawPruner(BasePruner):
         self.min_pool = int(min_pool)
         self.full_fit_every = int(full_fit_every)
         self.sync_interval = float(sync_interval)
+        self.artifact_store = artifact_store
         self.seed = int(seed)
         self._init_state()
 
@@ -210,7 +219,28 @@ class LawPruner(BasePruner):
         if prediction is not None:  # steps between rungs are decided in O(1) again
             with self._lock:
                 self._decided[key] = (decision, prediction)
+        if decision and self.artifact_store is not None:
+            self._save_figure(study, trial)
         return decision
+
+    def _save_figure(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        from lawsearch.optuna._dashboard import save_trial_figure
+
+        try:
+            save_trial_figure(
+                study,
+                trial,
+                artifact_store=self.artifact_store,
+                law=self._law,
+                target_step=self.target_step,
+                level=1.0 - 2.0 * self.quantile,
+            )
+        except (OSError, ValueError) as exc:  # a figure must never stop the search
+            warnings.warn(
+                f"lawsearch: could not save the figure of trial {trial.number}: {exc}",
+                FigureWarning,
+                stacklevel=2,
+            )
 
     def predict(self, study: optuna.Study, trial: FrozenTrial) -> Prediction | None:
         """The latest prediction this process made for ``trial`` (None if none yet)."""
