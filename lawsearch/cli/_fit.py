@@ -484,15 +484,15 @@ def shared_params(law: Law) -> tuple[str, ...]:
 
     A law may declare them (``shared_params()``); otherwise every parameter except
     the ones the loss is linear in (offsets and amplitudes, ``linear_params()``),
-    or, when the law declares none, except its first two (offset and amplitude
-    by the convention of every law here).
+    or, when the law declares none (``None`` or ``()``), except its first two
+    (offset and amplitude, by the convention of every law here).
     """
     hook = getattr(law, "shared_params", None)
     declared = hook() if callable(hook) else None
     if declared is not None:
         return tuple(declared)
     linear = law.linear_params()
-    per_run = tuple(linear) if linear is not None else law.param_names[:2]
+    per_run = tuple(linear) if linear else law.param_names[:2]
     return tuple(n for n in law.param_names if n not in per_run)
 
 

@@ -210,3 +210,19 @@ def test_target_before_the_prefix_ends(curves: Path, tmp_path, capsys) -> None:
 
 def test_missing_file(tmp_path: Path, capsys) -> None:
     _bad(tmp_path, capsys, [str(tmp_path / "nope.csv"), "--law", "power"], "not found")
+
+
+def test_default_shared_parameters_are_the_shape_not_offset_or_amplitude() -> None:
+    from lawsearch.cli._fit import shared_params
+
+    assert shared_params(PowerLaw()) == ("alpha", "t0")
+
+
+def test_unknown_shared_parameter(curves: Path, tmp_path, capsys) -> None:
+    argv = [str(curves), "--law", "power", "--mode", "pooled", "--shared", "alpah"]
+    _bad(tmp_path, capsys, argv, "--shared: 'power' has no parameter(s) 'alpah'; did you mean")
+
+
+def test_shared_needs_a_pooled_or_transfer_mode(curves: Path, tmp_path, capsys) -> None:
+    argv = [str(curves), "--law", "power", "--shared", "alpha"]
+    _bad(tmp_path, capsys, argv, "--shared is only used with --mode pooled")
