@@ -25,6 +25,13 @@ _EXPORTS: dict[str, str] = {
     "levina_bickel": "lawsearch.intrinsic_dim",
     "exponent_prior": "lawsearch.intrinsic_dim",
     "get_law": "lawsearch.laws",
+    "MixtureBounds": "lawsearch.mixtures",
+    "validate_mixture_bounds": "lawsearch.mixtures",
+    "LawPruner": "lawsearch.optuna",
+    "LawSampler": "lawsearch.optuna",
+    "suggest_mixture": "lawsearch.optuna",
+    "suggest_schedule": "lawsearch.optuna",
+    "set_schedule": "lawsearch.optuna",
 }
 
 __all__ = ["__version__", *_EXPORTS]
