@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
@@ -79,6 +79,11 @@ class EnsembleLaw(Law):
         for m in members:
             if not isinstance(m, Law) or isinstance(m, EnsembleLaw):
                 raise ValueError(f"`members` must be laws (not ensembles); got {type(m).__name__}.")
+            if m.name == "temporal":
+                raise ValueError(
+                    "`members` cannot include TemporalLaw (its losses are a matrix); fit it on "
+                    "its own and use TemporalLaw.mean_result for the overall loss."
+                )
         object.__setattr__(self, "members", members)
         if self.method not in _METHODS:
             raise ValueError(f"`method` must be one of {_METHODS}; got {self.method!r}.")
@@ -141,6 +146,19 @@ class EnsembleLaw(Law):
     def min_points(self, n_fixed: int = 0) -> int:
         return min(m.min_points() for m in self.members)
 
+    def shared_params(self) -> tuple[str, ...]:
+        """What pooled/transfer modes share: each member's non-linear parameters."""
+        out: list[str] = []
+        for key, m in zip(self.keys, self.members, strict=True):
+            hook = getattr(m, "shared_params", None)
+            declared = hook() if callable(hook) else None
+            if declared is None:
+                linear = m.linear_params()
+                per_run = tuple(linear) if linear is not None else m.param_names[:2]
+                declared = tuple(n for n in m.param_names if n not in per_run)
+            out.extend(f"{key}.{n}" for n in declared)
+        return tuple(out)
+
     # ---- fitting: each member on its own, then the weights -------------------------
     def fit(
         self,
@@ -178,6 +196,65 @@ class EnsembleLaw(Law):
         else:
             w = _ic_weights(fits, self.method)
         return self._result(curve, fits, w, notes)
+
+    def fit_pooled(
+        self,
+        curves: Sequence[Mapping[str, Any]],
+        *,
+        shared: Sequence[str],
+        fixed: Mapping[str, float] | None = None,
+        prior: Mapping[str, Prior] | None = None,
+    ) -> list[FitResult]:
+        """Pooled fit of every member (``shared`` routed like ``fixed``), then weights per run.
+
+        Stacking needs one hold-out per run and is not pooled: ``method="stacking"``
+        uses AIC weights here and says so in the message.
+        """
+        if isinstance(shared, str):
+            raise ValueError(f"`shared` must be a sequence of names; got the string {shared!r}.")
+        routed_shared = self._route(dict.fromkeys(shared, 0.0), "shared")
+        routed_fixed = self._route(fixed or {}, "fixed")
+        routed_prior = self._route(prior or {}, "prior")
+        cvs = [
+            self.make_curve(c["steps"], c["losses"], lrs=c.get("lrs"), weights=c.get("weights"))
+            for c in curves
+        ]
+        per_member: list[list[FitResult | None]] = []
+        notes: list[list[str]] = [[] for _ in cvs]
+        for key, m, sh, fx, pr in zip(
+            self.keys, self.members, routed_shared, routed_fixed, routed_prior, strict=True
+        ):
+            member_curves = [{**c, "lrs": c.get("lrs") if m.uses_lr else None} for c in curves]
+            fits: list[FitResult | None]
+            try:
+                fits = list(
+                    m.fit_pooled(
+                        member_curves, shared=tuple(sh), fixed=fx or None, prior=pr or None
+                    )
+                )
+            except ValueError as exc:
+                fits = [None] * len(cvs)
+                for n in notes:
+                    n.append(f"{key} dropped: {exc}")
+            kept: list[FitResult | None] = []
+            for i, r in enumerate(fits):
+                if r is not None and (not r.ok or not np.isfinite(r.aic)):
+                    notes[i].append(f"{key} dropped: {r.message or 'fit failed'}")
+                    kept.append(None)
+                else:
+                    kept.append(r)
+            per_member.append(kept)
+        method = "bic" if self.method == "bic" else "aic"
+        out: list[FitResult] = []
+        for i, curve in enumerate(cvs):
+            fits_i = [col[i] for col in per_member]
+            if all(r is None for r in fits_i):
+                out.append(self._failed(curve, "; ".join(notes[i]) or "every member failed"))
+                continue
+            if self.method == "stacking":
+                notes[i].append("pooled fits use AIC weights instead of stacking")
+            out.append(self._result(curve, fits_i, _ic_weights(fits_i, method), notes[i]))
+        return out
 
     def _route(self, mapping: Mapping[str, Any], field_name: str) -> list[dict[str, Any]]:
         from lawsearch._errors import did_you_mean

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -227,6 +227,28 @@ class TemporalLaw(Law):
         weighted = replace(curve, losses=curve.losses**power)
         result = fit_curve(law, weighted, fixed=fixed, prior=dict(prior or {}), feats=(x, i, power))
         return replace(result, curve=curve)
+
+    def fit_pooled(
+        self,
+        curves: Sequence[Mapping[str, Any]],
+        *,
+        shared: Sequence[str],
+        fixed: Mapping[str, float] | None = None,
+        prior: Mapping[str, Prior] | None = None,
+    ) -> list[FitResult]:
+        """``Law.fit_pooled`` on loss matrices (positions filled in from the first run).
+
+        Position weights are not supported when pooling; weights, if given, are
+        one per evaluation (row).
+        """
+        law = self
+        if self.positions is None and curves:
+            shape = np.shape(curves[0]["losses"])
+            if len(shape) == 2 and shape[1] >= _MIN_POSITIONS:
+                law = replace(self, positions=tuple(float(i) for i in range(1, shape[1] + 1)))
+        if law is self:
+            return super().fit_pooled(curves, shared=shared, fixed=fixed, prior=prior)
+        return law.fit_pooled(curves, shared=shared, fixed=fixed, prior=prior)
 
     # ---- the overall loss: mean over positions -------------------------------------
     @staticmethod

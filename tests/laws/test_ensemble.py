@@ -183,3 +183,30 @@ def test_summary_is_json_safe_and_lists_members() -> None:
     summary = result.summary()
     assert set(summary["members"]) == {"power", "two_phase"}
     json.dumps(summary)
+
+
+def test_pooled_fit_shares_member_exponents_and_weights_each_run() -> None:
+    law = EnsembleLaw()
+    curves = [
+        {"steps": STEPS[:100], "losses": two_phase_curve(STEPS, seed=s)[:100]} for s in range(3)
+    ]
+    results = law.fit_pooled(curves, shared=("alpha",))
+    assert len(results) == 3
+    for r in results:
+        assert isinstance(r, EnsembleFitResult) and r.ok
+        assert sum(r.member_weights) == pytest.approx(1.0)
+    alphas = {r.params["two_phase.alpha"] for r in results}
+    assert len(alphas) == 1  # shared across runs
+    assert results[0].params["two_phase.A"] != results[1].params["two_phase.A"]
+
+
+def test_shared_params_are_qualified_nonlinear_member_params() -> None:
+    shared = EnsembleLaw().shared_params()
+    assert "power.alpha" in shared and "two_phase.tc" in shared
+    assert not any(n.startswith("w_") for n in shared)
+    assert "power.E" not in shared
+
+
+def test_temporal_members_are_rejected() -> None:
+    with pytest.raises(ValueError, match="cannot include TemporalLaw"):
+        EnsembleLaw(members=("power", "temporal"))  # type: ignore[arg-type]

@@ -181,3 +181,21 @@ def test_loss_falls_along_the_context(k0: float, k1: float, beta: float, n0: flo
     y = law.predict_from(theta, np.geomspace(10.0, 1e6, 9), None)
     assert np.all(np.isfinite(y)) and np.all(y > 1.5)
     assert np.all(np.diff(y, axis=1) < 0)  # later positions have more context
+
+
+@pytest.mark.slow
+def test_pooled_fit_shares_exponents_across_runs() -> None:
+    law = TemporalLaw()
+    y = noisy()
+    curves = [
+        {"steps": STEPS, "losses": y},
+        {
+            "steps": STEPS,
+            "losses": y * 1.02 * np.exp(np.random.default_rng(1).normal(0, 1e-3, y.shape)),
+        },
+    ]
+    results = law.fit_pooled(curves, shared=("k0", "k1", "beta", "n0", "A1"))
+    assert [r.ok for r in results] == [True, True]
+    assert results[0].params["beta"] == results[1].params["beta"]
+    assert results[1].params["E"] > results[0].params["E"]
+    assert results[0].predict(STEPS[-1:]).shape == (1, P)
