@@ -1,6 +1,7 @@
-"""Robust nonlinear least squares for laws: single fits, pooled fits, intervals."""
+"""Robust nonlinear least squares for laws: single fits, pooled fits, transfer, intervals."""
 
 from lawsearch._fit._intervals import predictive_interval
 from lawsearch._fit._least_squares import fit_curve, noise_scale
+from lawsearch._fit._pooled import fit_pooled
 
-__all__ = ["fit_curve", "noise_scale", "predictive_interval"]
+__all__ = ["fit_curve", "fit_pooled", "noise_scale", "predictive_interval"]

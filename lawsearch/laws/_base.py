@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -178,6 +178,24 @@ class Law(abc.ABC):
     def initial_guesses(self, curve: Curve) -> list[FloatArray]:
         """Deterministic starting points (full parameter vectors, within bounds)."""
 
+    # ---- optional hooks that make fitting faster ---------------------------------
+    def linear_params(self) -> tuple[str, ...] | None:
+        """Names of the parameters the loss is affine in (offsets, amplitudes).
+
+        The fitter solves these exactly for each value of the others (variable
+        projection). ``None`` (the default) lets the fitter detect them
+        numerically; ``()`` turns the projection off. A wrong declaration is
+        caught at fit time and falls back to the plain search.
+        """
+        return None
+
+    def jacobian(self, theta: FloatArray, feats: Any) -> FloatArray | None:
+        """``d evaluate / d theta`` with shape ``(*loss.shape, n_params)``, or None.
+
+        ``None`` (the default) means finite differences.
+        """
+        return None
+
     # ---- shared behaviour -------------------------------------------------------
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -292,6 +310,36 @@ class Law(abc.ABC):
         curve = self.make_curve(steps, losses, lrs=lrs, weights=weights, n_fixed=len(fixed))
         return fit_curve(self, curve, fixed=fixed, prior=dict(prior or {}))
 
+    def fit_pooled(
+        self,
+        curves: Sequence[Mapping[str, Any]],
+        *,
+        shared: Sequence[str],
+        fixed: Mapping[str, float] | None = None,
+        prior: Mapping[str, Prior] | None = None,
+    ) -> list[FitResult]:
+        """Fit several runs jointly: ``shared`` parameters common, the others per run.
+
+        Args:
+            curves: one mapping per run with keys ``steps``, ``losses`` and
+                optionally ``lrs`` and ``weights`` (the arguments of ``fit``).
+            shared: names of the parameters common to all runs (exponents,
+                annealing parameters).
+            fixed: parameters held at given values in every run.
+            prior: Gaussian priors ``name -> (mean, sd)`` applied to every run
+                (once for a shared parameter).
+
+        Returns:
+            One ``FitResult`` per curve, in order, with that run's full parameters
+            and the covariance of its free parameters (shared and own).
+
+        Raises:
+            ValueError: on bad input; the message names the curve index.
+        """
+        from lawsearch._fit import fit_pooled
+
+        return fit_pooled(self, curves, shared=shared, fixed=fixed, prior=prior)
+
     def _check_names(self, mapping: Mapping[str, Any], field_name: str) -> None:
         from lawsearch._errors import did_you_mean
 
@@ -329,6 +377,8 @@ class FitResult:
         message: why the status is not ``ok`` (empty otherwise).
         curve: the observations the fit saw (for intervals and plotting).
         calibration: extra uncertainty terms fitted from the data (see ``_fit``).
+        prior: the Gaussian priors the fit used (needed to refit for intervals).
+        shared: parameters fitted jointly with other runs (``fit_pooled``).
     """
 
     law: Law
@@ -345,6 +395,10 @@ class FitResult:
     message: str = ""
     curve: Curve | None = None
     calibration: dict[str, float] = field(default_factory=dict)
+    prior: dict[str, Prior] = field(default_factory=dict)
+    shared: tuple[str, ...] = ()
+    #: lazily computed interval terms (backtests); not part of equality
+    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:

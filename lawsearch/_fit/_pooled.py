@@ -1,0 +1,428 @@
+"""Pooled fits: parameters shared across the runs of one study, the others per run.
+
+The joint problem has a block structure: curve ``i``'s residuals depend only on
+the shared parameters and on curve ``i``'s own ones. The Jacobian is therefore
+sparse (an "arrow" pattern), which scipy exploits twice: finite differences
+perturb the own parameters of every curve at once (``jac_sparsity``), and the
+trust-region steps use a sparse solver. The same variable projection as in a
+single fit removes each curve's linear parameters (offsets, amplitudes) from
+the nonlinear search.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+from scipy.optimize import least_squares
+
+from lawsearch._fit._least_squares import (
+    _SOLVER_ERRORS,
+    Problem,
+    Projection,
+    _agree,
+    _huber_cost,
+    build_result,
+    failed_result,
+    law_starts,
+    linear_indices,
+    make_problem,
+)
+from lawsearch.laws._base import Curve, FitResult, Law, Prior
+
+__all__ = ["fit_pooled"]
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int_]
+_KEYS = ("steps", "losses", "lrs", "weights")
+
+
+def _validate(
+    law: Law,
+    curves: Sequence[Mapping[str, Any]],
+    shared: Sequence[str],
+    fixed: Mapping[str, float],
+    prior: Mapping[str, Prior],
+) -> list[Curve]:
+    if isinstance(shared, str):
+        raise ValueError(f"`shared` must be a sequence of names; got the string {shared!r}.")
+    law._check_names(dict.fromkeys(shared), "shared")
+    law._check_names(fixed, "fixed")
+    law._check_names(prior, "prior")
+    both = sorted(set(shared) & set(fixed))
+    if both:
+        raise ValueError(f"{both} are both `shared` and `fixed`; a parameter can only be one.")
+    if len(shared) != len(set(shared)):
+        raise ValueError(f"`shared` names a parameter twice: {list(shared)}.")
+    if isinstance(curves, Mapping) or len(curves) == 0:
+        raise ValueError(
+            "`curves` must be a non-empty sequence of mappings with keys steps, losses "
+            "(and optionally lrs, weights)."
+        )
+    out = []
+    n_fixed = len(fixed) + len(shared)
+    for i, c in enumerate(curves):
+        if not isinstance(c, Mapping):
+            raise ValueError(f"curves[{i}] must be a mapping with keys {_KEYS}; got {type(c)}.")
+        unknown = sorted(set(c) - set(_KEYS))
+        if unknown:
+            raise ValueError(f"curves[{i}] has unknown keys {unknown}; allowed: {list(_KEYS)}.")
+        missing = [k for k in ("steps", "losses") if k not in c]
+        if missing:
+            raise ValueError(f"curves[{i}] lacks {missing}; give at least steps and losses.")
+        try:
+            out.append(
+                law.make_curve(
+                    c["steps"],
+                    c["losses"],
+                    lrs=c.get("lrs"),
+                    weights=c.get("weights"),
+                    n_fixed=n_fixed,
+                )
+            )
+        except ValueError as exc:
+            raise ValueError(f"curves[{i}]: {exc}") from None
+    return out
+
+
+@dataclass(frozen=True)
+class _Blocks:
+    """The arrow-shaped joint problem over per-curve residual functions.
+
+    ``z = [shared (s) | own_0 (m) | own_1 (m) | ...]``; ``funcs[i](x_i)`` gives
+    curve ``i``'s residuals where ``x_i = [shared, own_i]`` placed at
+    ``shared_pos`` / ``own_pos`` of that curve's vector.
+    """
+
+    funcs: list[Callable[[FloatArray], FloatArray]]
+    rows: list[int]
+    shared_pos: IntArray
+    own_pos: IntArray
+    extra: Callable[[FloatArray], FloatArray] | None  # rows on the shared values only
+    n_extra: int
+
+    @property
+    def s(self) -> int:
+        return int(self.shared_pos.size)
+
+    @property
+    def m(self) -> int:
+        return int(self.own_pos.size)
+
+    def local(self, z: FloatArray, i: int) -> FloatArray:
+        x = np.empty(self.s + self.m)
+        x[self.shared_pos] = z[: self.s]
+        x[self.own_pos] = z[self.s + i * self.m : self.s + (i + 1) * self.m]
+        return x
+
+    def pack(self, xs: list[FloatArray]) -> FloatArray:
+        parts = [xs[0][self.shared_pos]] + [x[self.own_pos] for x in xs]
+        return np.concatenate(parts)
+
+    def residuals(self, z: FloatArray) -> FloatArray:
+        parts = [f(self.local(z, i)) for i, f in enumerate(self.funcs)]
+        if self.extra is not None:
+            parts.append(self.extra(z[: self.s]))
+        return np.concatenate(parts)
+
+    def sparsity(self) -> sp.csr_matrix:
+        n_cols = self.s + len(self.funcs) * self.m
+        mat = sp.lil_matrix((sum(self.rows) + self.n_extra, n_cols), dtype=int)
+        r0 = 0
+        for i, n in enumerate(self.rows):
+            mat[r0 : r0 + n, : self.s] = 1
+            mat[r0 : r0 + n, self.s + i * self.m : self.s + (i + 1) * self.m] = 1
+            r0 += n
+        if self.n_extra:
+            mat[r0:, : self.s] = 1
+        return mat.tocsr()
+
+    def solve(self, z0: FloatArray, lo: FloatArray, hi: FloatArray, delta: float, **kw: Any) -> Any:
+        try:
+            res = least_squares(
+                self.residuals,
+                np.clip(z0, lo, hi),
+                bounds=(lo, hi),
+                loss="huber",
+                f_scale=delta,
+                method="trf",
+                jac_sparsity=self.sparsity(),
+                x_scale="jac",
+                **kw,
+            )
+        except _SOLVER_ERRORS:
+            return None
+        return res if np.isfinite(res.cost) else None
+
+
+def _bounds(lo: FloatArray, hi: FloatArray, b: _Blocks, n: int) -> tuple[FloatArray, FloatArray]:
+    zl = np.concatenate([lo[b.shared_pos]] + [lo[b.own_pos]] * n)
+    zh = np.concatenate([hi[b.shared_pos]] + [hi[b.own_pos]] * n)
+    return zl, zh
+
+
+def fit_pooled(
+    law: Law,
+    curves: Sequence[Mapping[str, Any]],
+    *,
+    shared: Sequence[str],
+    fixed: Mapping[str, float] | None = None,
+    prior: Mapping[str, Prior] | None = None,
+) -> list[FitResult]:
+    """Fit ``shared`` parameters jointly across ``curves``, the rest per curve.
+
+    Args:
+        law: the law (options) fitted to every curve.
+        curves: one mapping per run: ``steps``, ``losses``, optional ``lrs``, ``weights``.
+        shared: parameters common to all runs (e.g. ``("alpha",)``).
+        fixed: parameters held at given values in every run.
+        prior: Gaussian priors ``name -> (mean, sd)``; on a shared parameter it
+            counts once, on a per-run parameter once per run.
+
+    Returns:
+        One ``FitResult`` per curve (same order) with the full parameter values,
+        the covariance of that curve's free parameters (shared and own, in the
+        law's order) marginalised from the joint fit, status and message.
+
+    Raises:
+        ValueError: on bad input; the message names the offending curve index.
+    """
+    fixed = dict(fixed or {})
+    prior = dict(prior or {})
+    shared = tuple(shared)
+    cvs = _validate(law, curves, shared, fixed, prior)
+    names = law.param_names
+    own_prior = {k: v for k, v in prior.items() if k not in shared}
+    probs = [make_problem(law, c, fixed=fixed, prior=own_prior) for c in cvs]
+    free = tuple(names[i] for i in probs[0].free_idx)
+    shared_pos = np.array([free.index(n) for n in shared], dtype=int)
+    own_pos = np.array([j for j, n in enumerate(free) if n not in shared], dtype=int)
+    sigma = float(np.median([p.sigma for p in probs]))
+    sh_prior = [(shared.index(k), mu, sd) for k, (mu, sd) in prior.items() if k in shared]
+
+    def shared_rows(v: FloatArray) -> FloatArray:
+        return np.array([sigma * (v[j] - mu) / sd for j, mu, sd in sh_prior])
+
+    extra = shared_rows if sh_prior else None
+    starts = [law_starts(law, c, p.free_idx, p.fixed_vec) for c, p in zip(cvs, probs, strict=True)]
+    if not all(starts):
+        return [failed_result(law, c, free, "the law proposed no valid start") for c in cvs]
+    projs = _projections(probs, starts, shared_pos)
+    full = _Blocks(
+        funcs=[p.residuals for p in probs],
+        rows=[p.n_obs + p.prior_idx.size for p in probs],
+        shared_pos=shared_pos,
+        own_pos=own_pos,
+        extra=extra,
+        n_extra=len(sh_prior),
+    )
+    best = _multistart(law, probs, projs, starts, full, shared_pos)
+    if best is None:
+        return [failed_result(law, c, free, "no starting point converged") for c in cvs]
+    return _results(law, cvs, probs, full, best, free, prior, shared, sigma)
+
+
+def _projections(
+    probs: list[Problem], starts: list[list[FloatArray]], shared_pos: IntArray
+) -> list[Projection] | None:
+    """Per-curve projections of the own linear parameters (None if any curve lacks one)."""
+    out = []
+    for p, st in zip(probs, starts, strict=True):
+        lin = np.setdiff1d(linear_indices(p, st), shared_pos)
+        if not lin.size:
+            return None
+        proj = Projection(p, lin, np.setdiff1d(np.arange(p.free_idx.size), lin))
+        if not proj.consistent(st[0]):
+            return None
+        out.append(proj)
+    return out
+
+
+def _candidates(
+    probs: list[Problem],
+    projs: list[Projection] | None,
+    starts: list[list[FloatArray]],
+    shared_pos: IntArray,
+    delta: float,
+    n_max: int,
+) -> list[tuple[float, list[FloatArray]]]:
+    """Shared values proposed by any curve's starts, each curve's best own start under them."""
+    proposals: list[FloatArray] = []
+    for st in starts:
+        for x in st:
+            v = x[shared_pos]
+            if not any(np.array_equal(v, q) for q in proposals):
+                proposals.append(v)
+    scored = []
+    for v in proposals[: 4 * max(n_max, 1)]:
+        total, chosen = 0.0, []
+        for i, (p, st) in enumerate(zip(probs, starts, strict=True)):
+            best_c, best_x = np.inf, st[0].copy()
+            for x0 in st:
+                x = x0.copy()
+                x[shared_pos] = v
+                if projs is not None:
+                    beta = projs[i].solve(x[projs[i].nonlin])
+                    if beta is None:
+                        continue
+                    x[projs[i].lin] = beta
+                r = p.residuals(x)
+                c = _huber_cost(r, delta) if np.all(np.isfinite(r)) else np.inf
+                if c < best_c:
+                    best_c, best_x = c, x
+            total += best_c
+            chosen.append(best_x)
+        scored.append((total, chosen))
+    scored.sort(key=lambda t: t[0])
+    return scored
+
+
+def _multistart(
+    law: Law,
+    probs: list[Problem],
+    projs: list[Projection] | None,
+    starts: list[list[FloatArray]],
+    full: _Blocks,
+    shared_pos: IntArray,
+) -> Any:
+    delta = law.huber_delta
+    lo, hi = probs[0].lo, probs[0].hi
+    zl, zh = _bounds(lo, hi, full, len(probs))
+    n_z = zl.size
+    best, agreed, tried = None, 0, 0
+    for _, xs in _candidates(probs, projs, starts, shared_pos, delta, law.n_starts):
+        if tried >= max(law.n_starts, 1) or agreed >= 1:
+            break
+        tried += 1
+        if projs is not None:
+            xs = _projected_stage(probs, projs, xs, full, delta)
+        res = full.solve(
+            full.pack(xs), zl, zh, delta, ftol=1e-6 if projs else 1e-8, max_nfev=50 * (n_z + 1)
+        )
+        if res is None:
+            continue
+        if best is not None and _agree(res.cost, best.cost):
+            agreed += 1
+        if best is None or res.cost < best.cost:
+            best = res
+    return best
+
+
+def _projected_stage(
+    probs: list[Problem],
+    projs: list[Projection],
+    xs: list[FloatArray],
+    full: _Blocks,
+    delta: float,
+) -> list[FloatArray]:
+    """Joint search over shared + own nonlinear parameters, linear ones projected out."""
+    nonlin = projs[0].nonlin
+    # positions within the nonlinear vector
+    sh = np.array([int(np.flatnonzero(nonlin == j)[0]) for j in full.shared_pos], dtype=int)
+    own = np.setdiff1d(np.arange(nonlin.size), sh)
+    blocks = _Blocks(
+        funcs=[pj.residuals for pj in projs],
+        rows=full.rows,
+        shared_pos=sh,
+        own_pos=own,
+        extra=full.extra,
+        n_extra=full.n_extra,
+    )
+    lo, hi = probs[0].lo[nonlin], probs[0].hi[nonlin]
+    zl, zh = _bounds(lo, hi, blocks, len(probs))
+    z0 = blocks.pack([x[nonlin] for x in xs])
+    res = blocks.solve(z0, zl, zh, delta, max_nfev=60 * (zl.size + 1))
+    if res is None:
+        return xs
+    out = []
+    for i, pj in enumerate(projs):
+        zi = blocks.local(res.x, i)
+        beta = pj.solve(zi)
+        if beta is None:
+            return xs
+        out.append(pj.assemble(zi, beta))
+    return out
+
+
+def _results(
+    law: Law,
+    cvs: list[Curve],
+    probs: list[Problem],
+    full: _Blocks,
+    best: Any,
+    free: tuple[str, ...],
+    prior: Mapping[str, Prior],
+    shared: tuple[str, ...],
+    sigma: float,
+) -> list[FitResult]:
+    jac = best.jac.toarray() if sp.issparse(best.jac) else np.asarray(best.jac, dtype=float)
+    s, m, n = full.s, full.m, len(probs)
+    # weight each curve's rows by its own noise level so the joint covariance
+    # is the Gauss-Newton posterior under per-run noise
+    scaled = jac.copy()
+    r0 = 0
+    s2s = []
+    for i, p in enumerate(probs):
+        r = best.fun[r0 : r0 + p.n_obs]
+        k_i = m + s / n
+        s2 = max(float(np.sum(r**2)) / max(p.n_obs - k_i, 1.0), p.sigma**2)
+        s2s.append(s2)
+        scaled[r0 : r0 + full.rows[i]] /= math.sqrt(s2)
+        r0 += full.rows[i]
+    if full.n_extra:
+        scaled[r0:] /= sigma
+    jtj = scaled.T @ scaled
+    cov = np.linalg.pinv(jtj, rcond=1e-10, hermitian=True)
+    weak_cols = _weak_columns(jtj)
+    out = []
+    r0 = 0
+    for i, (c, p) in enumerate(zip(cvs, probs, strict=True)):
+        cols = np.concatenate([np.arange(s), s + i * m + np.arange(m)])
+        # order of the block: shared then own; FitResult wants the law's order of `free`
+        local_order = np.concatenate([full.shared_pos, full.own_pos])
+        perm = np.argsort(local_order)
+        block = cov[np.ix_(cols, cols)][np.ix_(perm, perm)]
+        weak = sorted(
+            {free[local_order[j]] for j, col in enumerate(cols) if col in weak_cols},
+            key=free.index,
+        )
+        rows = slice(r0, r0 + full.rows[i])
+        r0 += full.rows[i]
+        x = full.local(best.x, i)
+        result = build_result(
+            law,
+            c,
+            p,
+            x,
+            best.fun[rows],
+            _huber_cost(best.fun[rows], law.huber_delta),
+            bool(best.success) or best.status == 0,
+            str(best.message),
+            prior=prior,
+            jac=jac[rows][:, cols][:, perm],
+            s2=s2s[i],
+            cov=block,
+            weak=weak,
+            extra={"shared": shared},
+        )
+        out.append(result)
+    return out
+
+
+def _weak_columns(jtj: FloatArray) -> set[int]:
+    """Columns loading on the numerical null space of ``J^T J`` (unidentified)."""
+    diag = np.diag(jtj)
+    col = np.sqrt(np.clip(diag, 1e-300, None))
+    u, sv, _ = np.linalg.svd(jtj / np.outer(col, col))
+    tol = (sv.max() if sv.size else 0.0) * 1e-12
+    rank = int(np.sum(sv > tol))
+    weak = {int(j) for j in np.flatnonzero(diag <= 0)}
+    if rank < jtj.shape[0]:
+        null = np.abs(u[:, rank:])
+        weak |= {int(j) for j in np.flatnonzero(null.max(axis=1) > 0.3)}
+    return weak
