@@ -185,10 +185,12 @@ class LawPruner(BasePruner):
         self._full: dict[int, dict[int, tuple[float, dict[str, float]]]] = {}
         self._pool: dict[int, dict[str, tuple[float, float]]] = {}
         self._synced: dict[int, float] = {}
+        #: study_id -> numbers of finished trials already read
+        self._done: dict[int, set[int]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for key in ("_lock", "_decided", "_table", "_finals", "_full", "_pool", "_synced"):
+        for key in ("_lock", "_decided", "_table", "_finals", "_full", "_pool", "_synced", "_done"):
             state.pop(key, None)
         return state
 
@@ -415,10 +417,17 @@ class LawPruner(BasePruner):
                 return
             self._synced[sid] = now
         trials = study._storage.get_all_trials(sid, deepcopy=False, states=_STATES)
+        with self._lock:
+            done = self._done.setdefault(sid, set())
         table: dict[int, dict[int, float]] = {}
         full: dict[int, tuple[float, dict[str, float]]] = {}
         final_rungs: list[tuple[int, float]] = []
+        newly_done = []
         for t in trials:
+            if t.number in done:  # a finished trial's attrs never change: read it once
+                continue
+            if t.state != TrialState.RUNNING:
+                newly_done.append(t.number)
             attrs = t.user_attrs
             if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value):
                 final_rungs.append((t.number, float(t.value)))
@@ -432,6 +441,7 @@ class LawPruner(BasePruner):
                     {n: float(attrs[_attrs.PARAM_PREFIX + n]) for n in self.shared},
                 )
         with self._lock:
+            done.update(newly_done)
             mine = self._table.setdefault(sid, {})
             for r, row in table.items():
                 mine.setdefault(r, {}).update(row)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -62,3 +64,27 @@ def test_postgresql(postgres_url: str) -> None:
         optuna.delete_study(study_name=name, storage=storage)
         storage.remove_session()
         storage.engine.dispose()
+
+
+@pytest.mark.slow
+def test_two_processes_share_predictions(tmp_path: Path) -> None:
+    path = str(tmp_path / "journal.log")
+    storage = JournalStorage(JournalFileBackend(path))
+    study = optuna.create_study(storage=storage, study_name="multi")
+    for lv in (1.0, 1.02, 1.04, 1.06, 4.0, 4.2, 4.4, 4.6):
+        study.enqueue_trial({"level": lv})
+    root = Path(__file__).resolve().parents[2]
+    workers = [
+        subprocess.Popen([sys.executable, "-m", "tests.optuna._worker", path, "4"], cwd=root)
+        for _ in range(2)
+    ]
+    for w in workers:
+        assert w.wait(timeout=300) == 0
+    trials = optuna.load_study(study_name="multi", storage=storage).get_trials()
+    assert len(trials) == 8
+    assert TrialState.FAIL not in [t.state for t in trials]
+    states = {t.params["level"]: t.state for t in trials}
+    assert [states[lv] for lv in (1.0, 1.02)] == [TrialState.COMPLETE] * 2
+    assert sum(states[lv] == TrialState.PRUNED for lv in (4.2, 4.4, 4.6)) >= 2
+    for t in trials:
+        assert type(t.user_attrs[attrs.PREDICTED_FINAL]) is float
