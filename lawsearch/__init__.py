@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 #: public name -> module that defines it
 _EXPORTS: dict[str, str] = {
+    "MixtureSurrogate": "lawsearch._surrogate",
     "Schedule": "lawsearch.schedules",
     "intrinsic_time": "lawsearch.schedules",
     "annealing_momentum": "lawsearch.schedules",
