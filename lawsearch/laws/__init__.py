@@ -10,6 +10,9 @@ from typing import Any
 from lawsearch._errors import did_you_mean
 from lawsearch.laws._base import Curve, FitResult, Law, LRTrack, Param
 from lawsearch.laws._ensemble import EnsembleFitResult, EnsembleLaw
+from lawsearch.laws._functional import FunctionalLaw
+from lawsearch.laws._momentum import MomentumLaw
+from lawsearch.laws._multipower import MultiPowerLaw
 from lawsearch.laws._power import PowerLaw
 from lawsearch.laws._temporal import TemporalLaw
 from lawsearch.laws._two_phase import TwoPhaseLaw
@@ -20,8 +23,11 @@ __all__ = [
     "EnsembleFitResult",
     "EnsembleLaw",
     "FitResult",
+    "FunctionalLaw",
     "LRTrack",
     "Law",
+    "MomentumLaw",
+    "MultiPowerLaw",
     "Param",
     "PowerLaw",
     "TemporalLaw",
@@ -35,6 +41,9 @@ LAWS: dict[str, type[Law]] = {
     TwoPhaseLaw.name: TwoPhaseLaw,
     TemporalLaw.name: TemporalLaw,
     EnsembleLaw.name: EnsembleLaw,
+    MultiPowerLaw.name: MultiPowerLaw,
+    MomentumLaw.name: MomentumLaw,
+    FunctionalLaw.name: FunctionalLaw,
 }
 
 
