@@ -19,11 +19,48 @@ from scipy.stats import norm
 from lawsearch.laws import FitResult, Law, get_law
 from lawsearch.optuna import _attrs
 from lawsearch.optuna._mixture import get_schedule
+from lawsearch.schedules import Schedule
 
 __all__ = ["FigureWarning", "LawPruner", "Prediction"]
 
 _DEFAULT_SHARED = ("alpha", "t0")
 _STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+_PROCESS_STATE = (
+    "_lock",
+    "_decided",
+    "_table",
+    "_finals",
+    "_full",
+    "_pool",
+    "_synced",
+    "_done",
+    "_curves",
+    "_pool_key",
+    "_since_pool",
+)
+
+
+class _PoolCurve:
+    """A scored trial's curve (and schedule), kept for pooled fits."""
+
+    __slots__ = ("pred", "schedule", "steps", "values")
+
+    def __init__(
+        self, pred: float, steps: np.ndarray, values: np.ndarray, schedule: Schedule | None
+    ) -> None:
+        self.pred, self.steps, self.values, self.schedule = pred, steps, values, schedule
+
+    @classmethod
+    def of(cls, trial: FrozenTrial, pred: float) -> _PoolCurve | None:
+        items = sorted(trial.intermediate_values.items())
+        if not items or not all(math.isfinite(v) and v > 0 for _, v in items):
+            return None
+        try:
+            schedule = get_schedule(trial.user_attrs)
+        except (ValueError, TypeError):
+            schedule = None
+        steps = np.array([s for s, _ in items], dtype=float)
+        return cls(pred, steps, np.array([v for _, v in items], dtype=float), schedule)
 
 
 class FigureWarning(UserWarning):
@@ -64,15 +101,16 @@ class LawPruner(BasePruner):
     ``k = top_k or ceil(keep_fraction * n)``.
 
     Pooling (shared exponents): a study's trials share the model, so the
-    ``shared`` parameters (for ``power``: ``alpha`` and ``t0``) are estimated from
-    a bounded pool — the ``pool_size`` best trials plus ``pool_random`` random
-    others — as the median of their full fits. Most decisions then fit only the
-    remaining per-trial amplitudes with the shared ones fixed, and carry the
-    pool's spread into the interval; every ``full_fit_every``-th decision (and
-    every decision while the pool is small) is a full fit with the pool as a
-    Gaussian prior, which keeps the pool fresh. Cost per decision is therefore
-    one small fit plus a scan of the cached rung table, whatever the number of
-    trials.
+    ``shared`` parameters (for ``power``: ``alpha`` and ``t0``) are fitted jointly
+    (``Law.fit_pooled``) on a bounded pool of curves — the ``pool_size`` best
+    trials plus ``pool_random`` random others — refitted only when the pool's
+    members change, at most every ``pool_refit_every`` decisions. Most decisions
+    then fit only the per-trial amplitudes with the shared values fixed, and
+    carry the pool's uncertainty into the interval; every
+    ``full_fit_every``-th decision (and every decision before the pool exists)
+    fits all parameters with the pool as a Gaussian prior. Cost per decision is
+    one small fit plus a look-up in the cached rung table, whatever the number
+    of trials.
 
     A failed fit never prunes. A NaN or infinite report marks the trial
     ``lawsearch:diverged`` and prunes it. Predictions are written as trial user
@@ -98,6 +136,8 @@ class LawPruner(BasePruner):
         pool_random: extra random trials in the pool (keeps it honest).
         min_pool: fewest full fits before pooled (fixed-exponent) fits start.
         full_fit_every: one decision in this many refits all parameters.
+        pool_refit_every: decisions between joint refits of the pool (refit only
+            when its members changed).
         sync_interval: seconds between refreshes of the rung table from storage.
         artifact_store: an Optuna artifact store; when set, each pruned trial gets
             its extrapolation figure (``save_trial_figure``) before it stops.
@@ -121,6 +161,7 @@ class LawPruner(BasePruner):
         pool_random: int = 2,
         min_pool: int = 3,
         full_fit_every: int = 8,
+        pool_refit_every: int = 16,
         sync_interval: float = 1.0,
         artifact_store: Any = None,
         seed: int = 0,
@@ -163,6 +204,7 @@ class LawPruner(BasePruner):
         self.pool_random = int(pool_random)
         self.min_pool = int(min_pool)
         self.full_fit_every = int(full_fit_every)
+        self.pool_refit_every = int(pool_refit_every)
         self.sync_interval = float(sync_interval)
         self.artifact_store = artifact_store
         self.seed = int(seed)
@@ -187,10 +229,15 @@ class LawPruner(BasePruner):
         self._synced: dict[int, float] = {}
         #: study_id -> numbers of finished trials already read
         self._done: dict[int, set[int]] = {}
+        #: study_id -> trial number -> the curve behind its latest prediction
+        self._curves: dict[int, dict[int, _PoolCurve]] = {}
+        #: study_id -> members of the current pool, and decisions since it was fitted
+        self._pool_key: dict[int, tuple[int, ...]] = {}
+        self._since_pool: dict[int, int] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for key in ("_lock", "_decided", "_table", "_finals", "_full", "_pool", "_synced", "_done"):
+        for key in _PROCESS_STATE:
             state.pop(key, None)
         return state
 
@@ -311,6 +358,7 @@ class LawPruner(BasePruner):
             lrs = schedule.lr(np.arange(max(self.target_step, int(steps[-1])) + 1))
         with self._lock:
             pool = self._pool.get(study._study_id, {})
+            self._since_pool[study._study_id] = self._since_pool.get(study._study_id, 0) + 1
         pooled = bool(pool) and (trial.number + rung) % self.full_fit_every != 0
         try:
             if pooled:
@@ -409,18 +457,18 @@ class LawPruner(BasePruner):
             return [v for n, v in row.items() if n != number]
 
     def _maybe_sync(self, study: optuna.Study) -> None:
-        """Refresh the rung table and the pool from storage (other processes' attrs)."""
+        """Refresh the rung table, the scored curves and the pool from storage."""
         sid = study._study_id
         now = time.monotonic()
         with self._lock:
             if now - self._synced.get(sid, -math.inf) < self.sync_interval:
                 return
             self._synced[sid] = now
-        trials = study._storage.get_all_trials(sid, deepcopy=False, states=_STATES)
-        with self._lock:
             done = self._done.setdefault(sid, set())
+        trials = study._storage.get_all_trials(sid, deepcopy=False, states=_STATES)
         table: dict[int, dict[int, float]] = {}
         full: dict[int, tuple[float, dict[str, float]]] = {}
+        curves: dict[int, _PoolCurve] = {}
         final_rungs: list[tuple[int, float]] = []
         newly_done = []
         for t in trials:
@@ -435,11 +483,14 @@ class LawPruner(BasePruner):
                 if k.startswith(_attrs.RUNG_PREFIX):
                     table.setdefault(int(k[len(_attrs.RUNG_PREFIX) :]), {})[t.number] = float(v)
             pred = attrs.get(_attrs.PREDICTED_FINAL)
-            if pred is not None and all(_attrs.PARAM_PREFIX + n in attrs for n in self.shared):
-                full[t.number] = (
-                    float(pred),
-                    {n: float(attrs[_attrs.PARAM_PREFIX + n]) for n in self.shared},
-                )
+            if pred is None or attrs.get(_attrs.FIT_STATUS) in ("failed", "diverged"):
+                continue
+            if all(_attrs.PARAM_PREFIX + n in attrs for n in self.shared):
+                params = {n: float(attrs[_attrs.PARAM_PREFIX + n]) for n in self.shared}
+                full[t.number] = (float(pred), params)
+            curve = _PoolCurve.of(t, float(pred))
+            if curve is not None and curve.steps.size >= self.min_points:
+                curves[t.number] = curve
         with self._lock:
             done.update(newly_done)
             mine = self._table.setdefault(sid, {})
@@ -447,31 +498,94 @@ class LawPruner(BasePruner):
                 mine.setdefault(r, {}).update(row)
             # a completed trial's true final replaces its predictions at every rung
             self._finals.setdefault(sid, {}).update(final_rungs)
-            mine_full = self._full.setdefault(sid, {})
-            mine_full.update(full)
-            self._pool[sid] = self._estimate_pool(study, mine_full)
+            self._full.setdefault(sid, {}).update(full)
+            self._curves.setdefault(sid, {}).update(curves)
+        self._refresh_pool(study)
 
-    def _estimate_pool(
-        self, study: optuna.Study, full: dict[int, tuple[float, dict[str, float]]]
-    ) -> dict[str, tuple[float, float]]:
-        if not self.shared or len(full) < self.min_pool:
-            return {}
+    def _refresh_pool(self, study: optuna.Study) -> None:
+        """Re-estimate the shared parameters when the pool's members changed (rarely)."""
+        sid = study._study_id
+        with self._lock:
+            curves = dict(self._curves.get(sid, {}))
+            full = dict(self._full.get(sid, {}))
+            since = self._since_pool.get(sid, 0)
+            old_key = self._pool_key.get(sid)
+        if not self.shared or len(curves) < self.min_pool:
+            return
+        if old_key is not None and since < self.pool_refit_every:
+            return
+        members = self._members(study, {n: c.pred for n, c in curves.items()})
+        key = tuple(sorted(members))
+        if key == old_key:
+            return
+        pool = self._pooled_fit([curves[m] for m in members], full) or self._median_pool(full)
+        with self._lock:
+            self._pool_key[sid] = key
+            self._since_pool[sid] = 0
+            if pool:
+                self._pool[sid] = pool
+
+    def _members(self, study: optuna.Study, preds: dict[int, float]) -> list[int]:
+        """The ``pool_size`` best trials plus ``pool_random`` seeded random others."""
         sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
-        ranked = sorted(full, key=lambda n: sign * full[n][0])
+        ranked = sorted(preds, key=lambda n: (sign * preds[n], n))
         members = ranked[: self.pool_size]
         rest = ranked[self.pool_size :]
         if rest and self.pool_random:
-            rng = np.random.default_rng([self.seed, len(full)])
+            rng = np.random.default_rng([self.seed, len(preds)])
             members += [rest[i] for i in rng.permutation(len(rest))[: self.pool_random]]
+        return members
+
+    def _pooled_fit(
+        self, members: list[_PoolCurve], full: dict[int, tuple[float, dict[str, float]]]
+    ) -> dict[str, tuple[float, float]]:
+        """Fit the members jointly (``Law.fit_pooled``): shared values and their spread.
+
+        The sd is the larger of the joint fit's standard error, the spread of the
+        members' own full fits (trials differ, e.g. in LR), and 5% of the value.
+        """
+        specs = []
+        for c in members:
+            spec: dict[str, Any] = {"steps": c.steps, "losses": c.values}
+            if self._law.uses_lr:
+                if c.schedule is None:
+                    continue
+                end = max(self.target_step, int(c.steps[-1])) + 1
+                spec["lrs"] = c.schedule.lr(np.arange(end))
+            specs.append(spec)
+        if len(specs) < self.min_pool:
+            return {}
+        try:
+            results = self._law.fit_pooled(specs, shared=self.shared)
+        except (ValueError, np.linalg.LinAlgError):
+            return {}
+        if not results or not results[0].ok:
+            return {}
+        spread = self._median_pool(full)
+        lo_b, hi_b = self._law.bounds
+        pool = {}
+        for n in self.shared:
+            i = self._law.param_names.index(n)
+            mu = min(max(float(results[0].params[n]), lo_b[i]), hi_b[i])
+            se = float(results[0].stderr.get(n, math.nan))
+            sd = max(se if math.isfinite(se) else 0.0, spread.get(n, (0.0, 0.0))[1], 0.05 * abs(mu))
+            pool[n] = (mu, max(sd, 1e-6))
+        return pool
+
+    def _median_pool(
+        self, full: dict[int, tuple[float, dict[str, float]]]
+    ) -> dict[str, tuple[float, float]]:
+        """Median and robust spread of the members' own full fits (fallback estimate)."""
+        if len(full) < self.min_pool:
+            return {}
         pool: dict[str, tuple[float, float]] = {}
         lo_b, hi_b = self._law.bounds
         for n in self.shared:
-            vals = np.array([full[m][1][n] for m in members])
+            vals = np.array([p[n] for _, p in full.values()])
             mu = float(np.median(vals))
             mad = 1.4826 * float(np.median(np.abs(vals - mu)))
             i = self._law.param_names.index(n)
-            sd = max(mad, 0.05 * abs(mu), 1e-6)
-            pool[n] = (min(max(mu, lo_b[i]), hi_b[i]), sd)
+            pool[n] = (min(max(mu, lo_b[i]), hi_b[i]), max(mad, 0.05 * abs(mu), 1e-6))
         return pool
 
     def _write(self, study: optuna.Study, trial: FrozenTrial, attrs: dict[str, Any]) -> None:
