@@ -477,6 +477,46 @@ class TransformersTrainer:
             "per_position": [float(v) for v in per_position],
         }
 
+    def intrinsic_dimensions(
+        self,
+        checkpoint: str | None = None,
+        *,
+        max_tokens: int = 1024,
+        k1: int = 10,
+        k2: int = 20,
+        metric: str = "euclidean",
+    ) -> dict[str, float]:
+        """Levina–Bickel intrinsic dimension of each domain's final-layer token embeddings.
+
+        The model is the one saved in ``checkpoint`` (or a freshly initialised one);
+        up to ``max_tokens`` held-out positions per domain are embedded by the last
+        layer (after the final norm) and passed to ``lawsearch.intrinsic_dim``.
+
+        Returns:
+            Domain name -> estimated intrinsic dimension.
+        """
+        import torch
+
+        from lawsearch.intrinsic_dim import levina_bickel
+
+        self.prepare()
+        assert self._blocks is not None
+        torch.manual_seed(self.train_spec.seed)
+        model = build_model(self.model_spec, eos_token_id=int(self._tokenizer.eos_token_id))
+        if checkpoint is not None:
+            model.load_state_dict(load_checkpoint(checkpoint)["model"])
+        model.eval()
+        out: dict[str, float] = {}
+        L = self.model_spec.seq_len
+        with torch.no_grad():
+            for blocks in self._blocks:
+                held = blocks.held_out[: max(1, -(-max_tokens // L))]
+                x = torch.from_numpy(np.array(held[:, :-1])).long()
+                hidden = model(input_ids=x, output_hidden_states=True).hidden_states[-1]
+                points = hidden.reshape(-1, hidden.shape[-1])[:max_tokens].double().numpy()
+                out[blocks.name] = float(levina_bickel(points, k1=k1, k2=k2, metric=metric))
+        return out
+
     # ---- training ----------------------------------------------------------------------
 
     def train(

@@ -328,3 +328,12 @@ def test_resume_with_another_mixture_is_refused(domains, cache, tmp_path: Path) 
     other = {"mixture": {"prose": 1.0}, "schedule": config()["schedule"]}
     with pytest.raises(ValueError, match="checkpoint's mixture"):
         trainer.train(other, budget_steps=4, resume_from=first.checkpoint, report=lambda *a: None)
+
+
+def test_intrinsic_dimensions_per_domain(domains, cache, tmp_path: Path) -> None:
+    trainer = make(domains, cache, tmp_path)
+    result = trainer.train(config(), budget_steps=4, report=lambda *a: None)
+    dims = trainer.intrinsic_dimensions(result.checkpoint, max_tokens=256)
+    assert set(dims) == {"prose", "numbers", "code"}
+    for d in dims.values():
+        assert 1.0 < d < TINY.d_model  # a manifold inside the 32-D hidden space
