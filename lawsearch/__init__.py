@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 #: public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "MixtureSurrogate": "lawsearch._surrogate",
+    "ReplayTrainer": "lawsearch.train",
     "Schedule": "lawsearch.schedules",
     "intrinsic_time": "lawsearch.schedules",
     "annealing_momentum": "lawsearch.schedules",
