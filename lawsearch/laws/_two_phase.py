@@ -41,10 +41,12 @@ class TwoPhaseLaw(Law):
     candidates first.
     The power law never sees the points before ``tc``.
 
-    When the best transition lies at or before the first observation the data
-    show no exponential phase, ``tc`` cannot be identified, and any value up to
-    the first point gives the same curve: ``fit`` then fixes ``tc = 0`` (a pure
-    power law with offset) and says so in ``FitResult.message``.
+    The data may show no exponential phase (it can end before the first
+    logged point); then ``tc`` is not identified and a transition inside the
+    data would only fit noise while taking points away from the power law.
+    ``fit`` therefore also fits the nested pure power law (``tc = 0``) and keeps
+    the transition only if it lowers the BIC; otherwise it returns the power
+    law and says so in ``FitResult.message``.
 
     Args:
         time: ``"steps"`` or ``"intrinsic"``.
@@ -83,9 +85,11 @@ class TwoPhaseLaw(Law):
         late = t >= tc
         base = np.where(late, t + t0, 1.0)
         power = a * np.power(np.where(base > 0, base, np.nan), -alpha)
-        rc = a * (tc + t0) ** -alpha if tc + t0 > 0 else np.inf
-        rate = alpha / (tc + t0) if tc + t0 > 0 else np.inf
-        early = rc * np.exp(-rate * np.where(late, 0.0, t - tc))
+        v = tc + t0
+        if v > 0:
+            early = a * v**-alpha * np.exp(-alpha / v * np.where(late, 0.0, t - tc))
+        else:  # tc = t0 = 0: every t >= 0 is in the power-law phase
+            early = np.full_like(t, np.nan)
         return np.asarray(e + np.where(late, power, early), dtype=float)
 
     def linear_params(self) -> tuple[str, ...] | None:
@@ -141,22 +145,23 @@ class TwoPhaseLaw(Law):
         fixed: Mapping[str, float] | None = None,
         prior: Mapping[str, Prior] | None = None,
     ) -> FitResult:
-        """Fit as ``Law.fit``; fixes ``tc = 0`` when the data show no exponential phase."""
+        """Fit as ``Law.fit``, and keep the exponential phase only if the data call for it.
+
+        The fit with a free transition is compared with the nested pure power
+        law (``tc`` fixed at 0) by BIC; the transition is kept only when it
+        lowers the BIC, otherwise the pure power law is returned with a message.
+        """
         result = super().fit(steps, losses, lrs=lrs, weights=weights, fixed=fixed, prior=prior)
-        if not result.ok or "tc" in (fixed or {}):
-            return result
-        curve = result.curve
-        assert curve is not None
-        t_first = float(np.asarray(self.features(curve.steps[:1], curve.track))[0])
-        if result.params["tc"] > t_first:
+        if "tc" in (fixed or {}):
             return result
         pure = super().fit(
             steps, losses, lrs=lrs, weights=weights, fixed={**(fixed or {}), "tc": 0.0}, prior=prior
         )
-        note = (
-            "no exponential phase in the data (transition at or before the first point); "
-            "tc fixed at 0"
-        )
+        if result.ok and (not pure.ok or result.bic < pure.bic):
+            return result
+        if not pure.ok:
+            return result
+        note = "no exponential phase detected (a transition does not lower the BIC); tc fixed at 0"
         return replace(pure, message=f"{note}; {pure.message}" if pure.message else note)
 
 
