@@ -6,6 +6,7 @@ import math
 import threading
 import time
 import warnings
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -532,8 +533,11 @@ class LawPruner(BasePruner):
         members = ranked[: self.pool_size]
         rest = ranked[self.pool_size :]
         if rest and self.pool_random:
-            rng = np.random.default_rng([self.seed, len(preds)])
-            members += [rest[i] for i in rng.permutation(len(rest))[: self.pool_random]]
+            # a seeded hash per trial: the random members stay put as trials arrive,
+            # so the pool (and its joint fit) changes only when the leaders change
+            members += sorted(rest, key=lambda n: zlib.crc32(f"{self.seed}:{n}".encode()))[
+                : self.pool_random
+            ]
         return members
 
     def _pooled_fit(
