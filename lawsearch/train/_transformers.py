@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -91,9 +92,17 @@ class DataSpec:
             raise ValueError(f"`DataSpec.held_out_size` must be >= 0; got {self.held_out_size!r}.")
 
     @classmethod
-    def from_manifest(cls, manifest: Any, **options: Any) -> DataSpec:
-        """Every domain of a demo ``CorpusManifest`` with its recorded held-out split."""
-        return cls(domains=manifest.data_domains(), **options)
+    def from_manifest(
+        cls, manifest: Any, names: Mapping[str, str] | None = None, **options: Any
+    ) -> DataSpec:
+        """Domains of a demo ``CorpusManifest`` with its recorded held-out split.
+
+        Args:
+            manifest: from ``build_demo_corpus`` or ``load_manifest``.
+            names: study domain name -> demo domain (default: all, under their names).
+            **options: the other ``DataSpec`` fields.
+        """
+        return cls(domains=manifest.data_domains(names), **options)
 
     def resolved_cache_dir(self) -> Path:
         if self.cache_dir:
@@ -209,6 +218,7 @@ class TransformersTrainer:
         self._blocks: list[DomainBlocks] | None = None
         self._tokenizer: Any = None
         self._data_key = ""
+        self._lock = threading.Lock()
 
     # ---- data --------------------------------------------------------------------------
 
@@ -218,8 +228,11 @@ class TransformersTrainer:
 
     def prepare(self) -> None:
         """Load, split, tokenise and pack every domain (cached on disk; idempotent)."""
-        if self._blocks is not None:
-            return
+        with self._lock:
+            if self._blocks is None:
+                self._prepare()
+
+    def _prepare(self) -> None:
         ds, ms = self.data_spec, self.model_spec
         cache = ds.resolved_cache_dir()
         splits = {
@@ -534,8 +547,6 @@ class TransformersTrainer:
         if not isinstance(budget_steps, int | np.integer) or budget_steps < 1:
             raise ValueError(f"`budget_steps` must be a positive integer; got {budget_steps!r}.")
         weights, schedule, seed = self._parse_config(config)
-        self.prepare()
-        assert self._blocks is not None
         ts = self.train_spec
         if ts.threads:
             torch.set_num_threads(ts.threads)
@@ -547,6 +558,11 @@ class TransformersTrainer:
                 f"`TrainSpec.batch_size` ({ts.batch_size}) must be divisible by the number of "
                 f"DDP processes ({dist.world})."
             )
+        if dist.is_main:  # rank 0 fills the on-disk caches, the others then read them
+            self.prepare()
+        dist.barrier()
+        self.prepare()
+        assert self._blocks is not None
         device = self._device(dist)
         amp_dtype, use_scaler = self._autocast(device)
         run = self._new_run(weights, schedule, seed, device, use_scaler)

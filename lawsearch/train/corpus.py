@@ -248,9 +248,15 @@ class CorpusManifest:
         files = self.data["domains"][domain]["files"]
         return {split: self.root / rel for split, rel in files.items()}
 
-    def data_domains(self) -> dict[str, dict[str, str]]:
-        """Every domain as ``{"train": path, "held_out": path}``, ready for ``DataSpec``."""
-        return {d: {k: str(v) for k, v in self.paths(d).items()} for d in self.domains}
+    def data_domains(self, names: Mapping[str, str] | None = None) -> dict[str, dict[str, str]]:
+        """Domains as ``{"train": path, "held_out": path}``, ready for ``DataSpec.domains``.
+
+        Args:
+            names: study name -> demo domain (e.g. ``{"code": "python_stdlib"}``);
+                default: every domain under its own name.
+        """
+        pairs = names.items() if names is not None else ((d, d) for d in self.domains)
+        return {name: {k: str(v) for k, v in self.paths(src).items()} for name, src in pairs}
 
 
 def load_manifest(path: str | os.PathLike[str]) -> CorpusManifest:

@@ -257,21 +257,22 @@ def test_demo_manifest_plugs_in(tmp_path: Path, cache) -> None:
         max_bytes_per_domain=12_000,
         token_vocab_size=None,
     )
+    names = {"python_docs": "python_docs", "legal": "licenses"}
     trainer = TransformersTrainer(
         model=TINY,
-        data=DataSpec.from_manifest(manifest, cache_dir=cache),
+        data=DataSpec.from_manifest(manifest, names, cache_dir=cache),
         train=TrainSpec(batch_size=4, eval_every=2, eval_batches=1),
     )
-    assert trainer.domains == ("python_docs", "licenses")
+    assert trainer.domains == ("python_docs", "legal")
     rec = Recorder()
     trainer.train(
-        {"mixture": {"python_docs": 0.5, "licenses": 0.5}, "schedule": config()["schedule"]},
+        {"mixture": {"python_docs": 0.5, "legal": 0.5}, "schedule": config()["schedule"]},
         budget_steps=2,
         report=rec,
     )
     assert set(k for k in rec.calls[0][2] if k.startswith("loss/")) == {
         "loss/python_docs",
-        "loss/licenses",
+        "loss/legal",
     }
 
 
