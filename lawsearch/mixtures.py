@@ -31,8 +31,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+# The surrogate lives in its own module (lawsearch/_surrogate.py); re-exported here.
+from lawsearch._surrogate import MixtureSurrogate
+
 __all__ = [
     "MixtureBounds",
+    "MixtureSurrogate",
     "alr",
     "alr_inverse",
     "clr",

@@ -15,7 +15,7 @@ from optuna.samplers import BaseSampler, TPESampler
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from lawsearch.mixtures import MixtureBounds
+from lawsearch.mixtures import MixtureBounds, MixtureSurrogate
 from lawsearch.optuna import _attrs
 from lawsearch.optuna._mixture import mixture_param_names, mixture_specs
 
@@ -35,8 +35,8 @@ class Surrogate(Protocol):
 class SimplexGP:
     """A small, fast Gaussian-process surrogate on mixture weights.
 
-    The fallback when ``lawsearch._surrogate.MixtureSurrogate`` is not installed,
-    and a cheap choice (``LawSampler(surrogate=SimplexGP)``) when trials are short.
+    A cheap alternative to ``MixtureSurrogate`` (``LawSampler(surrogate=SimplexGP)``)
+    when trials are short and a surrogate fit must take milliseconds.
 
     Squared-exponential kernel ``k(a, b) = s^2 exp(-|a - b|^2 / (2 l^2))`` on the
     weights, per-point noise ``loss_std^2`` plus a nugget; the length scale and
@@ -91,11 +91,7 @@ class SimplexGP:
 
 
 def _default_surrogate() -> Surrogate:
-    try:
-        from lawsearch._surrogate import MixtureSurrogate  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return SimplexGP()
-    return MixtureSurrogate()  # type: ignore[no-any-return,unused-ignore]
+    return MixtureSurrogate()
 
 
 class LawSampler(BaseSampler):
