@@ -13,6 +13,7 @@ Sections::
     [study]        name, seed, storage, dir
     [model]        Llama sizes (hidden_size, num_layers, num_heads, ...)
     [tokenizer]    vocab_size, min_frequency
+    [corpus]       max_bytes_per_domain, held_out_fraction, text_field, cache_dir
     [domains.NAME] builtin = "..." | paths = [...]; low, high (mixture bounds)
     [search_space] mixture_low/high, schedules, peak_lr, warmup, decay_fraction, ...
     [budgets]      short_tokens, full_tokens (converted to steps with batch x seq_len)
@@ -37,6 +38,7 @@ from lawsearch._errors import did_you_mean
 
 __all__ = [
     "BudgetsConfig",
+    "CorpusConfig",
     "DomainConfig",
     "LawConfig",
     "ModelConfig",
@@ -111,6 +113,24 @@ class TokenizerConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CorpusConfig:
+    """``[corpus]``: how domains are read and split.
+
+    Attributes:
+        max_bytes_per_domain: text kept per builtin demo domain (UTF-8 bytes).
+        held_out_fraction: documents held out per domain when no split is given.
+        text_field: the text field of JSONL records and ``datasets`` datasets.
+        cache_dir: corpus, tokenizer and packed-data cache (``""``: ``~/.cache/lawsearch``
+            or ``$LAWSEARCH_CACHE``).
+    """
+
+    max_bytes_per_domain: int = 1_000_000
+    held_out_fraction: float = 0.1
+    text_field: str = "text"
+    cache_dir: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class DomainConfig:
     """``[domains.NAME]``: one data domain and its mixture bounds.
 
@@ -127,7 +147,6 @@ class DomainConfig:
     paths: tuple[str, ...] = ()
     dataset: str = ""
     held_out: tuple[str, ...] = ()
-    text_field: str = "text"
     low: float = -1.0
     high: float = -1.0
 
@@ -217,6 +236,7 @@ class TrainConfig:
     seq_len: int = 128
     eval_every: int = 10
     eval_tokens: int = 16384
+    checkpoint_every: int = 0
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     device: str = "auto"
@@ -235,6 +255,7 @@ class StudyConfig:
     study: StudySection
     model: ModelConfig
     tokenizer: TokenizerConfig
+    corpus: CorpusConfig
     domains: tuple[DomainConfig, ...]
     search_space: SearchSpaceConfig
     budgets: BudgetsConfig
@@ -296,6 +317,7 @@ _SECTIONS: dict[str, type] = {
     "study": StudySection,
     "model": ModelConfig,
     "tokenizer": TokenizerConfig,
+    "corpus": CorpusConfig,
     "search_space": SearchSpaceConfig,
     "budgets": BudgetsConfig,
     "law": LawConfig,
@@ -359,6 +381,7 @@ def parse_study(
         study=study,
         model=sections["model"],
         tokenizer=sections["tokenizer"],
+        corpus=sections["corpus"],
         domains=domains,
         search_space=sections["search_space"],
         budgets=sections["budgets"],
@@ -594,6 +617,17 @@ def _validate(cfg: StudyConfig) -> None:
             f"{cfg.tokenizer.vocab_size}."
         )
     _positive(cfg.train, "train", ("batch_size", "seq_len", "eval_every", "eval_tokens"))
+    if cfg.train.checkpoint_every < 0 or cfg.train.threads < 0:
+        raise ValueError("`train.checkpoint_every` and `train.threads` must be >= 0 (0: off/auto).")
+    c = cfg.corpus
+    if c.max_bytes_per_domain < 1024:
+        raise ValueError(
+            f"`corpus.max_bytes_per_domain` must be >= 1024; got {c.max_bytes_per_domain}."
+        )
+    if not 0 < c.held_out_fraction < 1:
+        raise ValueError(
+            f"`corpus.held_out_fraction` must be in (0, 1); got {c.held_out_fraction}."
+        )
     if cfg.train.device not in DEVICES:
         raise ValueError(
             f"`train.device` must be one of {DEVICES}; got {cfg.train.device!r}"
@@ -744,3 +778,195 @@ def _validate_search(cfg: StudyConfig) -> None:
         raise ValueError(
             f"`pruner.min_points` must be >= 0 (0: the law's own); got {p.min_points}."
         )
+
+
+# ---- wiring: the objects a study runs with ------------------------------------------------
+
+
+def open_storage(cfg: StudyConfig, *, must_exist: bool = False) -> Any:
+    """The study's Optuna storage: a journal file (created) or PostgreSQL.
+
+    PostgreSQL gets heartbeats, so trials of a dead worker are failed and retried
+    (from their checkpoint) by Optuna; journal files are recovered by the CLI.
+
+    Args:
+        cfg: the study.
+        must_exist: refuse to create a journal file (for ``lawsearch report``).
+    """
+    import optuna
+
+    if cfg.study.is_journal:
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = Path(cfg.study.storage)
+        if must_exist and not path.is_file():
+            raise ValueError(
+                f"no study storage at {str(path)!r}; run `lawsearch run {cfg.source or 'STUDY'}` "
+                f"first (or set `study.storage` to where it ran)."
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    return optuna.storages.RDBStorage(
+        cfg.study.storage,
+        heartbeat_interval=60,
+        grace_period=180,
+        failed_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
+    )
+
+
+def data_sources(cfg: StudyConfig) -> dict[str, Any]:
+    """Domain name -> source for ``DataSpec.domains`` (builds the demo corpus if needed)."""
+    builtin = {d.name: d.builtin for d in cfg.domains if d.builtin}
+    sources: dict[str, Any] = {}
+    if builtin:
+        from lawsearch.train.corpus import build_demo_corpus
+
+        cache = _cache_dir(cfg)
+        manifest = build_demo_corpus(
+            None if cache is None else cache / "corpus" / _corpus_key(cfg),
+            domains=sorted(set(builtin.values())),
+            max_bytes_per_domain=cfg.corpus.max_bytes_per_domain,
+            held_out_fraction=cfg.corpus.held_out_fraction,
+            token_vocab_size=None,
+        )
+        files = manifest.data_domains()
+    for d in cfg.domains:
+        if d.builtin:
+            sources[d.name] = files[d.builtin]
+        elif d.dataset:
+            sources[d.name] = d.dataset
+        elif d.held_out:
+            sources[d.name] = {"train": list(d.paths), "held_out": list(d.held_out)}
+        else:
+            sources[d.name] = list(d.paths)
+    return sources
+
+
+def _cache_dir(cfg: StudyConfig) -> Path | None:
+    return Path(cfg.corpus.cache_dir).expanduser() if cfg.corpus.cache_dir else None
+
+
+def _corpus_key(cfg: StudyConfig) -> str:
+    import hashlib
+    import json
+
+    spec = {
+        "domains": sorted({d.builtin for d in cfg.domains if d.builtin}),
+        "bytes": cfg.corpus.max_bytes_per_domain,
+        "held_out": cfg.corpus.held_out_fraction,
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_trainer(cfg: StudyConfig) -> Any:
+    """The ``TransformersTrainer`` of the study (corpus built, data not yet packed)."""
+    from lawsearch.train._transformers import DataSpec, ModelSpec, TrainSpec, TransformersTrainer
+
+    m, t = cfg.model, cfg.train
+    model = ModelSpec(
+        n_layers=m.num_layers,
+        d_model=m.hidden_size,
+        n_heads=m.num_heads,
+        d_ff=m.ffn_size,
+        n_kv_heads=m.kv_heads,
+        tie_embeddings=m.tie_embeddings,
+        vocab_size=cfg.tokenizer.vocab_size,
+        seq_len=t.seq_len,
+    )
+    data = DataSpec(
+        domains=data_sources(cfg),
+        held_out_fraction=cfg.corpus.held_out_fraction,
+        text_field=cfg.corpus.text_field,
+        seed=cfg.study.seed,
+        min_frequency=cfg.tokenizer.min_frequency,
+        cache_dir=cfg.corpus.cache_dir,
+    )
+    train = TrainSpec(
+        batch_size=t.batch_size,
+        eval_every=t.eval_every,
+        eval_batches=max(1, math.ceil(t.eval_tokens / t.tokens_per_step)),
+        device=t.device,
+        dtype=t.dtype,
+        checkpoint_dir=str(cfg.checkpoint_dir),
+        checkpoint_every=t.checkpoint_every,
+        seed=cfg.study.seed,
+        weight_decay=t.weight_decay,
+        grad_clip=t.grad_clip,
+        threads=t.threads,
+    )
+    return TransformersTrainer(model=model, data=data, train=train)
+
+
+def build_pruner(cfg: StudyConfig) -> Any:
+    """The ``LawPruner`` screening candidates (a ``NopPruner`` when disabled)."""
+    import optuna
+
+    p = cfg.pruner
+    if not p.enabled:
+        return optuna.pruners.NopPruner()
+    from lawsearch.optuna import LawPruner
+
+    return LawPruner(
+        target_step=cfg.full_steps,
+        law=cfg.law.build(),
+        min_points=max(p.min_points, 1),
+        quantile=p.quantile,
+        rung_factor=p.rung_factor or None,
+        keep_fraction=p.keep_fraction,
+        min_trials=p.min_trials,
+        seed=cfg.study.seed,
+    )
+
+
+def build_sampler(cfg: StudyConfig) -> Any:
+    """``LawSampler`` (retrieval over the mixture simplex) around a seeded TPE."""
+    import optuna
+
+    from lawsearch.optuna import LawSampler
+
+    inner = optuna.samplers.TPESampler(seed=cfg.study.seed)
+    return LawSampler(inner, seed=cfg.study.seed)
+
+
+def suggest_config(
+    cfg: StudyConfig, trial: Any, *, tokens_available: Mapping[str, float] | None = None
+) -> dict[str, Any]:
+    """Suggest one candidate's trainer config (``mixture`` and ``schedule``) on ``trial``.
+
+    Args:
+        cfg: the study.
+        trial: the Optuna trial.
+        tokens_available: train tokens per domain; with ``search_space.max_epochs``
+            caps each weight so no domain repeats more than that many epochs.
+    """
+    from lawsearch.optuna import suggest_mixture, suggest_schedule
+
+    ss = cfg.search_space
+    low, high = cfg.mixture_bounds
+    names = cfg.domain_names
+    if len(names) >= 2:
+        cap: dict[str, Any] = {}
+        if ss.max_epochs > 0 and tokens_available is not None:
+            cap = {
+                "tokens_available": dict(tokens_available),
+                "max_epochs": ss.max_epochs,
+                "total_tokens": float(cfg.budgets.full_tokens),
+            }
+        mixture = suggest_mixture(trial, "mixture", names, low=low, high=high, **cap)
+    else:
+        mixture = {names[0]: 1.0}
+
+    def rng(pair: tuple[float, float]) -> float | tuple[float, float]:
+        return pair if pair[0] < pair[1] else pair[0]
+
+    schedule = suggest_schedule(
+        trial,
+        "schedule",
+        total_steps=cfg.full_steps,
+        families=ss.schedules,
+        peak_lr=rng(ss.peak_lr),
+        warmup=rng(ss.warmup),
+        decay_fraction=rng(ss.decay_fraction),
+        final_lr_fraction=ss.final_lr_ratio,
+    )
+    return {"mixture": mixture, "schedule": schedule.to_dict(), "seed": cfg.study.seed}

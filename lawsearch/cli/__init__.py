@@ -17,6 +17,9 @@ __all__ = ["UserError", "main"]
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("lawsearch.cli._fit", "fit a law to loss curves in a CSV and extrapolate them"),
+    "run": ("lawsearch.cli._run", "run a study's search end to end (re-run to resume)"),
+    "worker": ("lawsearch.cli._run", "add a worker process to a running study"),
+    "report": ("lawsearch.cli._report", "rebuild a study's report folder from its storage"),
 }
 
 

@@ -1,0 +1,422 @@
+"""``lawsearch run`` and ``lawsearch worker``: run a study's search end to end.
+
+``run`` creates (or resumes) the study in its storage, builds the corpus and the
+trainer, runs the retrieval → short training → extrapolation → rerank search
+with a progress bar on stderr, then prints the ranking table, writes the report
+folder and prints the ``optuna-dashboard`` command. Re-running the same command
+resumes: finished trials are never retrained, and trials left RUNNING by a dead
+process are failed and retried from their checkpoint.
+
+``worker`` joins the same study from another process (or machine, with
+PostgreSQL) and trains whatever the search hands it; it prints a one-line
+summary instead of the report.
+
+Exit codes: 0 done, 1 the search failed, 2 bad study file (nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import math
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Progress", "ProgressTrainer", "add_arguments", "execute", "recover_orphans", "run"]
+
+LOCKS = "workers"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study", help="the study file (TOML), e.g. studies/demo.toml")
+    parser.add_argument(
+        "--root",
+        default=None,
+        help="folder that runs/<study>/ and a relative storage path live under "
+        "(default: the current directory)",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar (the table is still printed)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from lawsearch.config import load_study
+
+    cfg = load_study(args.study, run_root=args.root)
+    return execute(cfg, worker=args.command == "worker", progress=not args.quiet, out=sys.stdout)
+
+
+def execute(
+    cfg: Any,
+    *,
+    worker: bool = False,
+    progress: bool = True,
+    trainer: Any = None,
+    out: Any = None,
+) -> int:
+    """Run (or join, with ``worker=True``) the search of a validated study.
+
+    Args:
+        cfg: a ``StudyConfig``.
+        worker: join as an extra process: no report, a one-line summary.
+        progress: draw the progress bar on stderr.
+        trainer: a ``Trainer`` to use instead of the study's ``TransformersTrainer``
+            (tests and replays).
+        out: where the table goes (default stdout).
+    """
+    import optuna
+
+    from lawsearch import config as wiring
+    from lawsearch import report as reporting
+
+    out = out or sys.stdout
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = wiring.open_storage(cfg)
+    with _worker_lock(cfg) as alone:
+        study = optuna.create_study(
+            study_name=cfg.name,
+            storage=storage,
+            direction="minimize",
+            sampler=wiring.build_sampler(cfg),
+            pruner=wiring.build_pruner(cfg),
+            load_if_exists=True,
+        )
+        recovered = recover_orphans(study, alone=alone)
+        if recovered:
+            print(
+                f"lawsearch: {len(recovered)} trial(s) left running by a stopped process "
+                f"marked FAILED and queued again: {recovered}",
+                file=sys.stderr,
+            )
+        if trainer is None:
+            trainer = wiring.build_trainer(cfg)
+        done = reporting.collect(study, cfg).compute_tokens
+        bar = Progress(
+            total_tokens=_expected_tokens(cfg),
+            full_tokens=cfg.full_budget_compute(),
+            done_tokens=done,
+            enabled=progress,
+            study=study,
+        )
+        try:
+            search = wiring.build_search(
+                cfg,
+                study=study,
+                trainer=ProgressTrainer(
+                    trainer,
+                    bar,
+                    tokens_per_step=cfg.train.tokens_per_step,
+                    short_steps=cfg.short_steps,
+                ),
+            )
+            result = search.run()
+        finally:
+            bar.close()
+    rep = reporting.collect(study, cfg)
+    if worker:
+        print(
+            f"worker done: study {cfg.name!r}, {len(rep.lineages)} candidates, compute "
+            f"{100 * rep.compute_fraction:.1f}% of training all fully",
+            file=out,
+        )
+        return 0
+    files = reporting.write_report(rep, cfg.report_dir, law=cfg.law.build())
+    print(reporting.format_table(rep), file=out)
+    pick = _pick_number(result)
+    if pick is not None and rep.pick is not None and pick != rep.pick.number:
+        print(f"search pick: trial {pick}", file=out)
+    print(f"\nreport: {cfg.report_dir} ({', '.join(p.name for p in files)})", file=out)
+    artifacts = cfg.run_dir / "artifacts"
+    print("dashboard: " + reporting.dashboard_command(cfg.study.storage, artifacts), file=out)
+    return 0
+
+
+def _pick_number(result: Any) -> int | None:
+    for name in ("pick", "best_trial", "winner"):
+        value = getattr(result, name, None)
+        if isinstance(value, int):
+            return value
+        number = getattr(value, "number", None)
+        if isinstance(number, int):
+            return number
+    return None
+
+
+def _expected_tokens(cfg: Any) -> float:
+    """Compute the search spends if nothing is pruned early: screen all, continue survivors."""
+    s = cfg.search
+    survivors = cfg.short_steps * s.candidates + (cfg.full_steps - cfg.short_steps) * s.survivors
+    return float(survivors * cfg.train.tokens_per_step)
+
+
+# ---- recovering trials of a dead process (journal files) ---------------------------------
+
+
+@contextlib.contextmanager
+def _worker_lock(cfg: Any) -> Iterator[bool]:
+    """Hold ``<run dir>/workers/<host>-<pid>.lock``; yield whether no other worker is alive.
+
+    Journal storages have no heartbeat, so liveness is an ``flock`` held for the
+    life of the process: the kernel drops it when the process dies, however it
+    dies. (PostgreSQL storages use Optuna's heartbeat instead.)
+    """
+    folder = cfg.run_dir / LOCKS
+    folder.mkdir(parents=True, exist_ok=True)
+    mine = folder / f"{socket.gethostname()}-{os.getpid()}.lock"
+    fh = open(mine, "w")  # held (locked) for the whole run
+    try:
+        _flock(fh, blocking=True)
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        others = 0
+        for path in folder.glob("*.lock"):
+            if path == mine:
+                continue
+            if _is_held(path):
+                others += 1
+            else:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        yield others == 0 or not cfg.study.is_journal
+    finally:
+        fh.close()
+        with contextlib.suppress(OSError):
+            mine.unlink()
+
+
+def _flock(fh: Any, *, blocking: bool) -> bool:
+    import fcntl
+
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            return False
+        raise
+    return True
+
+
+def _is_held(path: Path) -> bool:
+    try:
+        with open(path) as fh:
+            return not _flock(fh, blocking=False)
+    except FileNotFoundError:
+        return False
+
+
+def recover_orphans(study: Any, *, alone: bool) -> list[int]:
+    """Fail the RUNNING trials no live process owns and queue each again.
+
+    Only when this is the only live worker of a journal storage (``alone``): every
+    RUNNING trial then belongs to a process that died. Each is set FAILED and a
+    WAITING copy is enqueued with the same parameters and the ``lawsearch:`` attrs
+    that say where to resume (``parent``, ``resume_step``, ``checkpoint``), plus
+    ``lawsearch:retry_of``; the search trains it from its checkpoint.
+
+    Returns:
+        The numbers of the trials that were failed.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    if not alone or not _is_journal(study):
+        return []
+    failed = []
+    storage = study._storage
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+            continue
+        failed.append(t.number)
+        attrs = {k: v for k, v in t.user_attrs.items() if k.startswith("lawsearch:")}
+        keep = {k: v for k, v in attrs.items() if not k.startswith("lawsearch:predicted")}
+        keep["lawsearch:retry_of"] = t.number
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.WAITING,
+                params=t.params,
+                distributions=t.distributions,
+                user_attrs=keep,
+                system_attrs={k: v for k, v in t.system_attrs.items() if k != "fixed_params"}
+                | {"fixed_params": dict(t.params)},
+            )
+        )
+    return failed
+
+
+def _is_journal(study: Any) -> bool:
+    from optuna.storages import JournalStorage
+
+    storage = study._storage
+    inner = getattr(storage, "_backend", storage)
+    return isinstance(storage, JournalStorage) or isinstance(inner, JournalStorage)
+
+
+# ---- the progress bar ------------------------------------------------------------------
+
+
+class Progress:
+    """A tqdm bar on stderr (or silent counting) with the search's running numbers.
+
+    Shows the stage, the trial, its step and loss, the best predicted final loss
+    in the study, and compute spent as a share of training every candidate fully.
+
+    Args:
+        total_tokens: the compute the search is expected to spend (the bar's length).
+        full_tokens: the compute of training every candidate to the full budget.
+        done_tokens: compute already spent in the study (when resuming).
+        enabled: draw the bar.
+        study: the study, polled every few seconds for the best prediction.
+    """
+
+    def __init__(
+        self,
+        *,
+        total_tokens: float,
+        full_tokens: float,
+        done_tokens: float = 0.0,
+        enabled: bool = True,
+        study: Any = None,
+    ) -> None:
+        self.full_tokens = float(full_tokens)
+        self.spent = float(done_tokens)
+        self.stage = "screen"
+        self.trial = "-"
+        self.best = math.nan
+        self._study = study
+        self._polled = -math.inf
+        self._lock = threading.Lock()
+        self._bar: Any = None
+        if enabled:
+            from tqdm import tqdm
+
+            total = max(int(total_tokens), int(done_tokens), 1)
+            self._bar = tqdm(
+                total=total,
+                initial=int(done_tokens),
+                unit="tok",
+                unit_scale=True,
+                file=sys.stderr,
+                dynamic_ncols=True,
+                smoothing=0.05,
+                desc="search",
+            )
+            self._draw()
+
+    def start(self, *, stage: str, trial: str) -> None:
+        with self._lock:
+            self.stage, self.trial = stage, trial
+            self._poll(force=True)
+            self._draw()
+
+    def advance(
+        self, tokens: float, *, step: int | None = None, value: float | None = None
+    ) -> None:
+        with self._lock:
+            self.spent += tokens
+            if self._bar is not None and tokens:
+                if self._bar.n + tokens > self._bar.total:
+                    self._bar.total = int(self._bar.n + tokens)
+                self._bar.update(int(tokens))
+            self._poll()
+            self._draw(step=step, value=value)
+
+    def _poll(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self._study is None or (not force and now - self._polled < 2.0):
+            return
+        self._polled = now
+        best = math.inf
+        for t in self._study.get_trials(deepcopy=False):
+            v = t.user_attrs.get("lawsearch:predicted_final")
+            if isinstance(v, int | float) and math.isfinite(v):
+                best = min(best, float(v))
+        self.best = best if math.isfinite(best) else math.nan
+
+    def _draw(self, *, step: int | None = None, value: float | None = None) -> None:
+        if self._bar is None:
+            return
+        share = self.spent / self.full_tokens if self.full_tokens else 0.0
+        self._bar.set_postfix(
+            {
+                "stage": self.stage,
+                "trial": self.trial,
+                "step": "-" if step is None else step,
+                "loss": "-" if value is None else f"{value:.4f}",
+                "best pred": "-" if math.isnan(self.best) else f"{self.best:.4f}",
+                "compute": f"{100 * share:.1f}% of all-full",
+            },
+            refresh=True,
+        )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+class ProgressTrainer:
+    """Wraps a ``Trainer`` so that each evaluation it reports advances a ``Progress``.
+
+    The wrapped ``report`` still returns the inner callback's answer (stop or go),
+    and the compute of each call is squared with the trainer's own count at the end.
+    """
+
+    def __init__(
+        self, inner: Any, progress: Progress, *, tokens_per_step: int, short_steps: int
+    ) -> None:
+        self.inner = inner
+        self.progress = progress
+        self.tokens_per_step = int(tokens_per_step)
+        self.short_steps = int(short_steps)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def train(
+        self,
+        config: Mapping[str, Any],
+        *,
+        budget_steps: int,
+        resume_from: str | None = None,
+        report: Any,
+    ) -> Any:
+        stage = "screen" if budget_steps <= self.short_steps else "rerank"
+        trial = config.get("trial", config.get("trial_number", "-"))
+        self.progress.start(stage=f"{stage} to {budget_steps}", trial=str(trial))
+        counted = [0.0]
+        start = config.get("resume_step", config.get("lawsearch:resume_step"))
+        last: list[int | None] = [0 if resume_from is None else start]
+
+        def wrapped(step: int, value: float, extras: Mapping[str, Any]) -> bool | None:
+            tokens = _tokens_since(last[0], step, self.tokens_per_step)
+            counted[0] += tokens
+            last[0] = step
+            self.progress.advance(tokens, step=step, value=value)
+            return report(step, value, extras)
+
+        result = self.inner.train(
+            config, budget_steps=budget_steps, resume_from=resume_from, report=wrapped
+        )
+        compute = getattr(result, "compute", None)
+        unit = getattr(result, "compute_unit", "tokens")
+        if isinstance(compute, int | float) and compute > 0:
+            exact = compute * (self.tokens_per_step if unit == "steps" else 1)
+            if unit in ("steps", "tokens"):
+                self.progress.advance(exact - counted[0])
+        return result
+
+
+def _tokens_since(last: int | None, step: int, tokens_per_step: int) -> float:
+    """Tokens trained since the previous report (0 when the resume step is unknown:
+    the call's own compute count squares it at the end)."""
+    if last is None:
+        return 0.0
+    return float(max(step - int(last), 0) * tokens_per_step)
