@@ -22,8 +22,12 @@ class MultiPowerLaw(Law):
 
     ``L(t) = L0 + A * (S1(t) + S_W) ** (-alpha) - LD(t)``, with
 
-    ``LD(t) = B * sum_k (eta_{k-1} - eta_k) * G(eta_k ** (-gamma) * S_k(t))``,
+    ``LD(t) = B * sum_k (eta_{k-1} - eta_k) * G((eta_k / lr_unit) ** (-gamma) * S_k(t))``,
     ``G(x) = 1 - (C * x + 1) ** (-beta)`` and ``S_k(t) = sum_{k <= tau < t} eta_tau``.
+
+    ``lr_unit`` only sets the unit of ``C`` (the paper's ``C`` equals
+    ``C * lr_unit ** gamma`` here); measuring LRs near their typical size keeps
+    ``C`` and ``gamma`` from trading off along a curved valley during the fit.
 
     ``S1(t) = sum_{s < t} eta_s`` is the LR area before step ``t`` (the loss at
     ``t`` is logged before the update that uses ``eta_t``). ``S_W`` absorbs the
@@ -34,16 +38,16 @@ class MultiPowerLaw(Law):
     ``eta_{k-1} > eta_k``, so warmup (and any re-warming) is ignored, as in the
     paper, whose ``LD`` is derived for non-increasing schedules after warmup.
 
-    For speed the decrease steps are grouped into at most about ``max_blocks``
-    blocks of equal drop mass, also cut at every evaluated step so no block
-    straddles one. Within a block the drop-weighted mean of ``S1`` and of
-    ``log eta`` stand for its steps: exact for piecewise-constant schedules
-    (each drop is its own block), and a second-order approximation for smooth
-    decays.
+    For speed the decrease steps are grouped into at most ``max_blocks`` blocks
+    of equal drop mass; at each evaluated step only the part of a block before
+    it counts. Within a block the drop-weighted means of ``S1`` and ``log eta``
+    stand for its steps: exact for piecewise-constant schedules (each drop is
+    its own block), and a second-order approximation for smooth decays.
 
     Args:
-        max_blocks: the number of equal-drop-mass blocks (before the cuts at
-            evaluated steps); more is more exact and slower.
+        max_blocks: the number of equal-drop-mass blocks; more is more exact
+            and slower (32 keeps smooth decays within ~1e-4 of the exact sum).
+        lr_unit: the LR unit of the build-up argument (see above).
     """
 
     max_blocks: int = 32
