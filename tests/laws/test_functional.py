@@ -1,3 +1,5 @@
+from typing import ClassVar
+
 import numpy as np
 import pytest
 
@@ -28,13 +30,21 @@ def brute_force(theta: np.ndarray, steps: np.ndarray, lr: np.ndarray) -> np.ndar
 
 class TestFunctionalConformance(LawConformance):
     law = FunctionalLaw()
-    truth = {"L0": 2.8, "A": 0.6, "alpha": 0.5, "S0": 0.1, "B": 300.0, "tau": 0.1, "delta": 1.5}
+    truth: ClassVar[dict[str, float]] = {
+        "L0": 2.8,
+        "A": 0.6,
+        "alpha": 0.5,
+        "S0": 0.1,
+        "B": 300.0,
+        "tau": 0.1,
+        "delta": 1.5,
+    }
     lrs = WSD.per_step()
     steps = np.arange(400.0, 8000.0, 64.0)
     noise = 2e-4  # about the noise of the recorded 100M curves
     # The noise floor B*eta*tau/(delta-1) is what a curve pins down; B, tau and
     # delta trade against each other along it, and S0 against alpha and A.
-    rtol = {"S0": 0.5, "A": 0.25, "alpha": 0.25}
+    rtol: ClassVar[dict[str, float]] = {"S0": 0.5, "A": 0.25, "alpha": 0.25}
     unchecked = ("B", "tau", "delta")
 
 

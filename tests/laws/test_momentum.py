@@ -1,3 +1,5 @@
+from typing import ClassVar
+
 import numpy as np
 import pytest
 
@@ -10,11 +12,11 @@ COSINE = Schedule("cosine", peak_lr=3e-4, total_steps=8000, warmup_steps=300, fi
 
 class TestMomentumConformance(LawConformance):
     law = MomentumLaw()
-    truth = {"L0": 2.8, "A": 0.6, "alpha": 0.5, "S0": 0.1, "C": 0.4}
+    truth: ClassVar[dict[str, float]] = {"L0": 2.8, "A": 0.6, "alpha": 0.5, "S0": 0.1, "C": 0.4}
     lrs = COSINE.per_step()
     steps = np.arange(400.0, 8000.0, 64.0)
     # S0 trades against alpha and A (all three shape the early curve)
-    rtol = {"S0": 0.5, "A": 0.25, "alpha": 0.25}
+    rtol: ClassVar[dict[str, float]] = {"S0": 0.5, "A": 0.25, "alpha": 0.25}
 
 
 def test_formula_against_a_plain_loop() -> None:
@@ -34,7 +36,7 @@ def test_formula_against_a_plain_loop() -> None:
 
 def test_warmup_does_not_enter_the_annealing_area() -> None:
     lr = Schedule("constant", peak_lr=3e-4, total_steps=2000, warmup_steps=500).per_step()
-    s1, s2 = MomentumLaw().features(np.array([100.0, 1999.0]), LRTrack(lr))
+    _, s2 = MomentumLaw().features(np.array([100.0, 1999.0]), LRTrack(lr))
     np.testing.assert_array_equal(s2, 0.0)
     # whereas the raw momentum of the schedule counts warmup as a negative drop
     assert annealing_momentum(lr)[1999] < 0

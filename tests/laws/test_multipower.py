@@ -1,3 +1,5 @@
+from typing import ClassVar
+
 import numpy as np
 import pytest
 
@@ -30,7 +32,7 @@ def brute_force(theta: np.ndarray, steps: np.ndarray, lr: np.ndarray) -> np.ndar
 
 class TestMultiPowerConformance(LawConformance):
     law = MultiPowerLaw()
-    truth = {
+    truth: ClassVar[dict[str, float]] = {
         "L0": 2.8,
         "A": 0.6,
         "alpha": 0.5,
@@ -43,7 +45,7 @@ class TestMultiPowerConformance(LawConformance):
     lrs = WSD.per_step()
     steps = np.arange(400.0, 8000.0, 64.0)
     noise = 2e-4  # about the noise of the recorded 100M curves
-    rtol = {"S_W": 0.5, "alpha": 0.2, "A": 0.2}
+    rtol: ClassVar[dict[str, float]] = {"S_W": 0.5, "alpha": 0.2, "A": 0.2}
     # One curve pins down the loss drop LD(t) but not how it splits into
     # B, C, beta and gamma: with C*x small, G ~ beta*C*x and only B*beta*C
     # matters (fits land there within the noise). The drop itself is checked
