@@ -58,6 +58,16 @@ class Schedule:
         decay_shape: the decay shape of wsd, one of ``DECAY_SHAPES``.
         milestones: steps at which multistep multiplies by ``gamma``.
         gamma: the factor of multistep (per milestone) and exponential (per step).
+        warmup_includes_peak: if True the warmup ramp reaches ``peak_lr`` at
+            its last step, ``lr = peak * t / (warmup_steps - 1)``; if False
+            (default) at the first step after it, ``lr = peak * t / warmup_steps``.
+        decay_ends_at_last_step: if True (default) linear, cosine and wsd
+            reach ``final_lr`` at the last step ``T - 1``; if False at step ``T``,
+            one past the end (the PyTorch / Hugging Face convention, under which
+            ``final_lr`` itself is never used).
+
+    The recorded lr_schedules runs use ``warmup_includes_peak=True,
+    decay_ends_at_last_step=False``.
     """
 
     family: str
@@ -69,6 +79,8 @@ class Schedule:
     decay_shape: str = "linear"
     milestones: tuple[int, ...] = field(default_factory=tuple)
     gamma: float = 0.1
+    warmup_includes_peak: bool = False
+    decay_ends_at_last_step: bool = True
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -129,9 +141,14 @@ class Schedule:
     def decay_start(self) -> int:
         """The first step of the decay phase (the end of warmup, or of the stable phase)."""
         if self.family == "wsd":
-            stable_end = int(round(self.total_steps * (1.0 - self.decay_fraction)))
+            stable_end = round(self.total_steps * (1.0 - self.decay_fraction))
             return max(stable_end, self.warmup_steps)
         return self.warmup_steps
+
+    @property
+    def decay_end(self) -> int:
+        """The step at which the decay reaches ``final_lr`` (``T - 1`` or ``T``)."""
+        return self.total_steps - 1 if self.decay_ends_at_last_step else self.total_steps
 
     def lr(self, steps: ArrayLike) -> NDArray[np.float64]:
         """The learning rate at each of ``steps`` (any shape, integers or floats)."""
@@ -141,7 +158,7 @@ class Schedule:
         peak, final, warm = self.peak_lr, self.final_lr, self.warmup_steps
         out = self._after_warmup(t, peak, final)
         if warm > 0:
-            ramp = peak * t / warm
+            ramp = peak * t / (max(warm - 1, 1) if self.warmup_includes_peak else warm)
             out = np.where(t < warm, ramp, out)
         return out
 
@@ -155,14 +172,14 @@ class Schedule:
         if self.family == "constant":
             return np.full_like(t, peak)
         if self.family in ("linear", "cosine"):
-            u = _progress(t, self.warmup_steps, self.total_steps)
+            u = _progress(t, self.warmup_steps, self.decay_end)
             return _decay(self.family, u, peak, final)
         if self.family == "wsd":
-            u = _progress(t, self.decay_start, self.total_steps)
+            u = _progress(t, self.decay_start, self.decay_end)
             return _decay(self.decay_shape, u, peak, final)
         if self.family == "multistep":
             drops = np.searchsorted(np.asarray(self.milestones, dtype=float), t, side="right")
-            return peak * self.gamma**drops
+            return np.asarray(peak * self.gamma**drops, dtype=float)
         if self.family == "exponential":
             return peak * self.gamma ** np.maximum(t - self.warmup_steps, 0.0)
         # inverse_sqrt
@@ -171,8 +188,8 @@ class Schedule:
 
 
 def _progress(t: NDArray[np.float64], start: int, end: int) -> NDArray[np.float64]:
-    """Progress in [0, 1] from ``start`` to the last step ``end - 1``."""
-    span = max(end - 1 - start, 1)
+    """Progress in [0, 1] from ``start`` to ``end``."""
+    span = max(end - start, 1)
     return np.clip((t - start) / span, 0.0, 1.0)
 
 
