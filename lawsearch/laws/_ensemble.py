@@ -21,8 +21,6 @@ from lawsearch.laws._base import (
     Param,
     Prior,
 )
-from lawsearch.laws._power import PowerLaw
-from lawsearch.laws._two_phase import TwoPhaseLaw
 
 __all__ = ["EnsembleFitResult", "EnsembleLaw"]
 
@@ -60,20 +58,38 @@ class EnsembleLaw(Law):
     that has it).
 
     Args:
-        members: the laws to combine (instances, or short names as in ``get_law``).
+        members: the laws to combine: instances, short names as in ``get_law``,
+            or one comma-separated string (``"power,two_phase"``).
         method: ``"aic"``, ``"bic"`` or ``"stacking"``.
         holdout: fraction of the observations held out to choose stacking weights.
+        time: ``"steps"`` or ``"intrinsic"``, passed to the members given by name
+            that have a ``time`` option (the CLI's ``--law-option time=intrinsic``).
     """
 
-    members: tuple[Law, ...] = (PowerLaw(), TwoPhaseLaw())
+    members: tuple[Law, ...] = ("power", "two_phase")  # type: ignore[assignment]
     method: str = "aic"
     holdout: float = 0.25
+    time: str | None = None
     name = "ensemble"
 
     def __post_init__(self) -> None:
-        from lawsearch.laws import get_law
+        from dataclasses import fields
 
-        members = tuple(get_law(m) if isinstance(m, str) else m for m in self.members)
+        from lawsearch.laws import LAWS, get_law
+
+        raw: Any = self.members
+        if isinstance(raw, str):
+            raw = [m.strip() for m in raw.split(",") if m.strip()]
+        built: list[Any] = []
+        for m in raw:
+            if isinstance(m, str):
+                opts = {}
+                if self.time is not None and m in LAWS:
+                    if "time" in {f.name for f in fields(LAWS[m])}:
+                        opts["time"] = self.time
+                m = get_law(m, **opts)
+            built.append(m)
+        members = tuple(built)
         if not members:
             raise ValueError("`members` must name at least one law, e.g. ('power', 'two_phase').")
         for m in members:

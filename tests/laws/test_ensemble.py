@@ -173,7 +173,13 @@ def test_prior_and_fixed_are_routed_to_members() -> None:
 
 def test_members_by_name_and_bad_options() -> None:
     law = EnsembleLaw(members=("power", "two_phase"))  # type: ignore[arg-type]
-    assert law == EnsembleLaw()
+    assert law == EnsembleLaw() == EnsembleLaw(members="power, two_phase")  # type: ignore[arg-type]
+    assert law.members == (PowerLaw(), TwoPhaseLaw())
+    timed = EnsembleLaw(members="power,two_phase", time="intrinsic")  # type: ignore[arg-type]
+    assert timed.members == (PowerLaw(time="intrinsic"), TwoPhaseLaw(time="intrinsic"))
+    assert timed.uses_lr
+    with pytest.raises(ValueError, match="`time` must be one of"):
+        EnsembleLaw(time="tokens")
     with pytest.raises(ValueError, match="`method` must be one of"):
         EnsembleLaw(method="average")
     with pytest.raises(ValueError, match="`members` must name at least one law"):
