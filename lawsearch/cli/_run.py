@@ -129,6 +129,7 @@ def execute(
         )
         return 0
     files = reporting.write_report(rep, cfg.report_dir, law=cfg.law.build())
+    _dashboard_figures(study, cfg, rep)
     print(reporting.format_table(rep), file=out)
     pick = _pick_number(result)
     if pick is not None and rep.pick is not None and pick != rep.pick.number:
@@ -137,6 +138,44 @@ def execute(
     artifacts = cfg.run_dir / "artifacts"
     print("dashboard: " + reporting.dashboard_command(cfg.study.storage, artifacts), file=out)
     return 0
+
+
+def _dashboard_figures(study: Any, cfg: Any, rep: Any, top: int = 5) -> None:
+    """Attach the study figure and the leaders' extrapolation plots for optuna-dashboard.
+
+    Needs the ``[dashboard]`` extra (plotly, optuna-dashboard); skipped without it.
+    """
+    try:
+        import optuna_dashboard  # noqa: F401
+        import plotly  # noqa: F401
+    except ImportError:
+        return
+    from optuna.artifacts import FileSystemArtifactStore
+
+    from lawsearch.optuna._dashboard import save_study_figure, save_trial_figure
+
+    multi = len(cfg.domains) >= 2
+    save_study_figure(study, mixture="mixture" if multi else None)
+    store_dir = cfg.run_dir / "artifacts"
+    store_dir.mkdir(parents=True, exist_ok=True)
+    store = FileSystemArtifactStore(str(store_dir))
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    key = "lawsearch:figured_trials"
+    done = set(study._storage.get_study_system_attrs(study._study_id).get(key, []))
+    for lin in rep.lineages[:top]:
+        trial = by_number[lin.trials[-1]]
+        if trial.number in done or trial.state.name == "RUNNING":
+            continue
+        done.add(trial.number)
+        if len(trial.intermediate_values) >= cfg.law.build().min_points():
+            save_trial_figure(
+                study,
+                trial,
+                artifact_store=store,
+                law=cfg.law.build(),
+                target_step=cfg.full_steps,
+            )
+    study._storage.set_study_system_attr(study._study_id, key, sorted(done))
 
 
 def _pick_number(result: Any) -> int | None:
