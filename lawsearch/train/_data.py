@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
@@ -268,7 +269,7 @@ def check_weights(weights: Mapping[str, float], domains: Sequence[str]) -> dict[
                 f"`mixture` names unknown domain {name!r}; known: {list(domains)}"
                 + did_you_mean(name, domains)
             )
-        if not isinstance(w, int | float) or not math.isfinite(w) or w < 0:
+        if isinstance(w, bool) or not isinstance(w, numbers.Real) or not math.isfinite(w) or w < 0:
             raise ValueError(f"`mixture[{name!r}]` must be a finite number >= 0; got {w!r}.")
     total = float(sum(weights.values()))
     if abs(total - 1.0) > 1e-6:

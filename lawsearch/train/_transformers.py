@@ -196,6 +196,19 @@ class TransformersTrainer:
     ``tokens_per_step``, ``loss/<d>``, ``tokens/<d>``, ``epochs/<d>`` per domain, and
     ``loss_per_position`` (a list: entry ``i`` is the loss of predicting token
     ``i + 1`` from ``i + 1`` tokens of context, for the Temporal Scaling Law).
+    ``TrainResult.compute`` counts the training tokens of the call; its extras add
+    ``lrs`` (the LR the optimizer used at each step of the call), ``run_id`` and
+    ``tokens_per_second``.
+
+    Resume: ``resume_from`` (a ``TrainResult.checkpoint``) restores model, optimizer,
+    RNG states, step, data position and token counts, so N steps straight and
+    N/2 + N/2 give the same losses. The mixture, seed, model and data must match the
+    checkpoint's (else ``ValueError``); the schedule may differ (a continuation may
+    use a longer horizon). Training stops at ``min(budget_steps, total_steps)``.
+
+    DDP: launch with ``torchrun``; ``batch_size`` is split over ranks, evaluation is
+    sharded and all-reduced, only rank 0 calls ``report`` and writes checkpoints. An
+    exception raised by ``report`` ends the job (the other ranks stop with torchrun).
 
     Args:
         model: the model sizes.
