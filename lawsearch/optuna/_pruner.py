@@ -162,7 +162,7 @@ class LawPruner(BasePruner):
         pool_random: int = 2,
         min_pool: int = 3,
         full_fit_every: int = 8,
-        pool_refit_every: int = 16,
+        pool_refit_every: int = 32,
         sync_interval: float = 1.0,
         artifact_store: Any = None,
         seed: int = 0,
