@@ -34,7 +34,7 @@ class MomentumLaw(Law):
     """
 
     decay: float = 0.999
-    n_starts: int = 3
+    n_starts: int = 2
     name = "momentum"
 
     def __post_init__(self) -> None:

@@ -48,11 +48,15 @@ class MultiPowerLaw(Law):
         max_blocks: the number of equal-drop-mass blocks; more is more exact
             and slower (32 keeps smooth decays within ~1e-4 of the exact sum).
         lr_unit: the LR unit of the build-up argument (see above).
+        n_starts: local searches (default 1: the starts solve L0, A, B exactly
+            on a grid, and the fitter runs the best of them).
     """
 
     max_blocks: int = 32
     lr_unit: float = 1e-3
-    n_starts: int = 3
+    # the screened linear-solve starts are good enough that one local search
+    # fits as well as three (measured on the recorded 100M curves) at half the cost
+    n_starts: int = 1
     name = "multipower"
 
     def __post_init__(self) -> None:
