@@ -273,6 +273,14 @@ class TemporalLaw(Law):
             result, law=_PositionMean(inner=law), curve=mean_curve, calibration=calibration
         )
 
+    def overall_result(self, result: FitResult) -> FitResult:
+        """The result for the overall (scalar per step) loss: ``mean_result``.
+
+        Proposed as a ``Law`` hook (identity by default) so that generic code
+        (pruner, CLI) can ask any law's fit for one loss per step.
+        """
+        return TemporalLaw.mean_result(result)
+
     @staticmethod
     def predict_mean(result: FitResult, steps: ArrayLike) -> FloatArray:
         """The mean loss over positions at ``steps`` (what an overall eval loss reports)."""

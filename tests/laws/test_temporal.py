@@ -67,6 +67,7 @@ def test_mean_prediction_extrapolates_the_overall_loss() -> None:
     assert lo[0] <= mean[0] <= hi[0]
     as_result = TemporalLaw.mean_result(result)
     np.testing.assert_allclose(as_result.predict(STEPS[-1:]), mean)
+    np.testing.assert_allclose(result.law.overall_result(result).predict(STEPS[-1:]), mean)
     assert as_result.curve is not None and as_result.curve.losses.shape == (n,)
 
 
