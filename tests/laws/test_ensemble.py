@@ -4,6 +4,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lawsearch._errors import FitError
 from lawsearch.laws import Law, LRTrack, Param, PowerLaw
@@ -222,3 +224,24 @@ def test_shared_params_are_qualified_nonlinear_member_params() -> None:
 def test_temporal_members_are_rejected() -> None:
     with pytest.raises(ValueError, match="cannot include TemporalLaw"):
         EnsembleLaw(members=("power", "temporal"))  # type: ignore[arg-type]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.floats(-1e4, 1e4)), min_size=1, max_size=5))
+def test_ic_weights_are_a_distribution_favouring_the_lowest(aics: list[float | None]) -> None:
+    from lawsearch.laws._ensemble import _ic_weights
+
+    if all(a is None for a in aics):
+        return
+    fits = [None if a is None else _FakeFit(aic=a, bic=a) for a in aics]
+    w = _ic_weights(fits, "aic")  # type: ignore[arg-type]
+    assert w.sum() == pytest.approx(1.0) and np.all(w >= 0)
+    assert all(wi == 0 for wi, a in zip(w, aics, strict=True) if a is None)
+    best = int(np.nanargmin([np.inf if a is None else a for a in aics]))
+    assert w[best] == w.max()
+
+
+@dataclass(frozen=True)
+class _FakeFit:
+    aic: float
+    bic: float
