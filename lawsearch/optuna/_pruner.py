@@ -362,11 +362,12 @@ class LawPruner(BasePruner):
             self._since_pool[study._study_id] = self._since_pool.get(study._study_id, 0) + 1
         pooled = bool(pool) and (trial.number + rung) % self.full_fit_every != 0
         try:
+            fit = None
             if pooled:
-                fit = self._law.fit(
-                    steps, losses, lrs=lrs, fixed={n: mu for n, (mu, _) in pool.items()}
-                )
-            else:
+                fixed = {n: mu for n, (mu, _) in pool.items()}
+                fit = self._law.fit(steps, losses, lrs=lrs, fixed=fixed)
+            if fit is None or not fit.ok:  # the pool does not suit this curve: fit it all
+                pooled = False
                 fit = self._law.fit(steps, losses, lrs=lrs, prior=pool or None)
             if not fit.ok:
                 return self._failed(study, trial, step, rung, fit.message)
