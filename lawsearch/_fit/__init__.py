@@ -3,5 +3,13 @@
 from lawsearch._fit._intervals import predictive_interval
 from lawsearch._fit._least_squares import fit_curve, noise_scale
 from lawsearch._fit._pooled import fit_pooled
+from lawsearch._fit._transfer import fit_transfer, transfer_prior
 
-__all__ = ["fit_curve", "fit_pooled", "noise_scale", "predictive_interval"]
+__all__ = [
+    "fit_curve",
+    "fit_pooled",
+    "fit_transfer",
+    "noise_scale",
+    "predictive_interval",
+    "transfer_prior",
+]
