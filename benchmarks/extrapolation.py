@@ -143,15 +143,15 @@ class LawSpec:
         return get_law(self.name, **dict(self.options))
 
 
-def law_specs(names: Sequence[str] | None) -> list[LawSpec]:
-    """Every registered law with default options, plus the power law in intrinsic time."""
+def law_specs(names: Sequence[str] | None, *, variants: bool = True) -> list[LawSpec]:
+    """Every registered law with default options (and the power law in intrinsic time)."""
     chosen = list(LAWS) if names is None else list(names)
     specs = []
     for name in chosen:
         if name not in LAWS:
             raise UserError(f"--laws: unknown law {name!r}; registered: {sorted(LAWS)}.")
         specs.append(LawSpec(name, name))
-        if name == "power":
+        if name == "power" and variants:
             specs.append(LawSpec("power[intrinsic]", "power", (("time", "intrinsic"),)))
     return specs
 
@@ -780,7 +780,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for m in modes:
         if m not in MODES:
             parser.error(f"--modes: unknown mode {m!r}; choose from {', '.join(MODES)}")
-    specs = law_specs(laws)
+    specs = law_specs(laws, variants=not args.tiny)
     summary: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
     references: dict[str, str] = {}

@@ -482,18 +482,20 @@ def _reference_job(run: RunCurve, law: Law) -> _Job:
 def shared_params(law: Law) -> tuple[str, ...]:
     """The parameters pooled and transfer modes share across runs, by default.
 
-    A law may declare them (``shared_params()``); otherwise every parameter except
-    the ones the loss is linear in (offsets and amplitudes, ``linear_params()``),
-    or, when the law declares none (``None`` or ``()``), except its first two
-    (offset and amplitude, by the convention of every law here).
+    A law may declare them (``shared_params()``); otherwise every parameter but
+    the first two, which by the convention of every law here are the run's
+    offset and amplitude (``E``/``L0`` and ``A``). Exponents, time offsets and
+    annealing parameters are shared. (Measured on the lr_schedules runs at a 20 %
+    prefix, transfer mode: sharing the annealing amplitude ``B``/``C`` too, rather
+    than refitting it per run as a linear parameter, cuts the mean error of the
+    Multi-Power Law from 2.5 % to 0.85 % and of the momentum law from 2.5 % to
+    0.3 %: a prefix before the decay cannot identify it.)
     """
     hook = getattr(law, "shared_params", None)
     declared = hook() if callable(hook) else None
     if declared is not None:
         return tuple(declared)
-    linear = law.linear_params()
-    per_run = tuple(linear) if linear else law.param_names[:2]
-    return tuple(n for n in law.param_names if n not in per_run)
+    return law.param_names[2:]
 
 
 def _pooled(law: Law, jobs: list[_Job], level: float, shared: tuple[str, ...]) -> list[Outcome]:
@@ -517,52 +519,33 @@ def _pooled(law: Law, jobs: list[_Job], level: float, shared: tuple[str, ...]) -
     ]
 
 
-def transfer_prior(
-    law: Law, references: Sequence[FitResult], shared: Sequence[str]
-) -> dict[str, tuple[float, float]]:
-    """Gaussian priors on the ``shared`` parameters from fits of complete runs.
-
-    The mean is the references' mean; the sd combines their standard errors, their
-    spread and a floor of 5 % of the value, so one reference never pins a parameter
-    tighter than its own fit supports.
-    """
-    prior = {}
-    for name in shared:
-        vals = np.array([r.params[name] for r in references])
-        ses = np.array([r.stderr.get(name, np.nan) for r in references])
-        ses = np.where(np.isfinite(ses), ses, 0.0)
-        mean = float(vals.mean())
-        sd = math.sqrt(float(np.mean(ses**2)) + float(vals.var()))
-        prior[name] = (mean, max(sd, 0.05 * abs(mean), 1e-9))
-    return prior
-
-
 def _transfer(
     law: Law, jobs: list[_Job], refs: list[_Job], level: float, shared: tuple[str, ...]
 ) -> list[Outcome]:
+    """Fit the references whole, then each prefix with the shared parameters as priors."""
+    from lawsearch._fit import fit_transfer
+
     ref_fits = []
     for ref in refs:
-        fit, _, message = _fit_one(law, ref)
-        if fit is None or fit.status == "failed":
-            why = message or (fit.message if fit is not None else "")
-            fails = [
-                _outcome(
-                    law,
-                    j,
-                    "transfer",
-                    None,
-                    float("nan"),
-                    level,
-                    f"reference {ref.run.run_id!r} fit failed: {why}",
-                )
-                for j in jobs
-            ]
-            return fails
-        ref_fits.append(fit)
-    prior = transfer_prior(law, ref_fits, shared)
+        ref_fit, _, message = _fit_one(law, ref)
+        if ref_fit is None or ref_fit.status == "failed":
+            why = message or (ref_fit.message if ref_fit is not None else "")
+            msg = f"reference {ref.run.run_id!r} fit failed: {why}"
+            return [_outcome(law, j, "transfer", None, math.nan, level, msg) for j in jobs]
+        ref_fits.append(ref_fit)
+    free = tuple(n for n in law.param_names if n not in shared)
     out = []
     for job in jobs:
-        fit, seconds, message = _fit_one(law, job, prior=prior)
+        steps, losses, lrs = _prefix_arrays(law, job)
+        start = time.perf_counter()
+        try:
+            fit: FitResult | None = fit_transfer(
+                law, steps, losses, reference=ref_fits, lrs=lrs, free=free
+            )
+            message = ""
+        except Exception as exc:  # a law bug fails this run, not the command
+            fit, message = None, f"{type(exc).__name__}: {exc}"
+        seconds = time.perf_counter() - start
         out.append(_outcome(law, job, "transfer", fit, seconds, level, message))
     return out
 

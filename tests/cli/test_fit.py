@@ -4,7 +4,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import lawsearch._fit
 from lawsearch.cli import main
 from lawsearch.examples import example_runs, write_example_csv
 from lawsearch.laws import LAWS, PowerLaw
@@ -91,9 +90,6 @@ def test_transfer_excludes_references_from_the_evaluated_runs(curves: Path, tmp_
     assert all(r["mode"] == "transfer" and r["status"] != "failed" for r in records)
 
 
-@pytest.mark.skipif(
-    not hasattr(lawsearch._fit, "fit_pooled"), reason="pooled fitting not in this build yet"
-)
 def test_pooled_fits_every_run(curves: Path, tmp_path) -> None:
     out = tmp_path / "p.json"
     argv = ["fit", str(curves), "--law", "power", "--prefix", "0.4", "--mode", "pooled"]
