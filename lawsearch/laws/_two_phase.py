@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -163,6 +163,35 @@ class TwoPhaseLaw(Law):
             return result
         note = "no exponential phase detected (a transition does not lower the BIC); tc fixed at 0"
         return replace(pure, message=f"{note}; {pure.message}" if pure.message else note)
+
+    def fit_pooled(
+        self,
+        curves: Sequence[Mapping[str, Any]],
+        *,
+        shared: Sequence[str],
+        fixed: Mapping[str, float] | None = None,
+        prior: Mapping[str, Prior] | None = None,
+    ) -> list[FitResult]:
+        """``Law.fit_pooled`` with the same BIC choice as ``fit`` (summed over runs)."""
+        results = super().fit_pooled(curves, shared=shared, fixed=fixed, prior=prior)
+        if "tc" in (fixed or {}) or isinstance(shared, str):
+            return results
+        pure = super().fit_pooled(
+            curves,
+            shared=tuple(n for n in shared if n != "tc"),
+            fixed={**(fixed or {}), "tc": 0.0},
+            prior={k: v for k, v in (prior or {}).items() if k != "tc"},
+        )
+        if _total_bic(results) < _total_bic(pure) or _total_bic(pure) == float("inf"):
+            return results
+        note = "no exponential phase detected (a transition does not lower the BIC); tc fixed at 0"
+        return [replace(r, message=f"{note}; {r.message}" if r.message else note) for r in pure]
+
+
+def _total_bic(results: Sequence[FitResult]) -> float:
+    if not results or not all(r.ok for r in results):
+        return float("inf")
+    return float(sum(r.bic for r in results))
 
 
 def _affine_log_fit(shape: FloatArray, y: FloatArray) -> tuple[float, float, float]:

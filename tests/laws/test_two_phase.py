@@ -132,3 +132,18 @@ def test_loss_decreases_and_stays_above_the_floor(alpha: float, t0: float, tc: f
     assert np.all(np.isfinite(y))
     assert np.all(y > 1.5)
     assert np.all(np.diff(y) <= 1e-12)
+
+
+@pytest.mark.slow
+def test_pooled_fit_finds_a_shared_transition_or_drops_it() -> None:
+    steps = np.arange(20.0, 8000.0, 40.0)
+    law = TwoPhaseLaw()
+    two = [{"steps": steps, "losses": exp_then_power(steps, seed=s)} for s in range(2)]
+    results = law.fit_pooled(two, shared=("alpha", "tc"))
+    assert all(r.ok for r in results)
+    assert results[0].params["tc"] == results[1].params["tc"] == pytest.approx(1000.0, rel=0.25)
+    clean = PowerLaw().predict_from(np.array([2.0, 5.0, 0.4, 0.0]), steps + 200.0, None)
+    rng = np.random.default_rng(5)
+    pure = [{"steps": steps + 200.0, "losses": clean * np.exp(rng.normal(0, 1e-3, steps.size))}]
+    results = law.fit_pooled(pure * 2, shared=("alpha", "tc"))
+    assert all("no exponential phase detected" in r.message for r in results)
