@@ -315,7 +315,9 @@ class TransformersTrainer:
 
     # ---- config ------------------------------------------------------------------------
 
-    def _parse_config(self, config: Mapping[str, Any]) -> tuple[dict[str, float], Schedule, int]:
+    def _parse_config(
+        self, config: Mapping[str, Any]
+    ) -> tuple[dict[str, float], Schedule, int, str | None]:
         if not isinstance(config, Mapping):
             raise ValueError(f"`config` must be a mapping; got {type(config).__name__}.")
         for key in ("mixture", "schedule"):
@@ -328,7 +330,12 @@ class TransformersTrainer:
         sched = config["schedule"]
         schedule = sched if isinstance(sched, Schedule) else Schedule.from_dict(sched)
         seed = int(config.get("seed", self.train_spec.seed))
-        return weights, schedule, seed
+        run_id = config.get("run_id")
+        if run_id is not None:
+            run_id = str(run_id)
+            if not run_id or "/" in run_id or "\\" in run_id or run_id.startswith("."):
+                raise ValueError(f"`config['run_id']` must be a plain folder name; got {run_id!r}.")
+        return weights, schedule, seed, run_id
 
     def _device(self, dist: Dist) -> Any:
         import torch
@@ -559,7 +566,7 @@ class TransformersTrainer:
 
         if not isinstance(budget_steps, int | np.integer) or budget_steps < 1:
             raise ValueError(f"`budget_steps` must be a positive integer; got {budget_steps!r}.")
-        weights, schedule, seed = self._parse_config(config)
+        weights, schedule, seed, run_id = self._parse_config(config)
         ts = self.train_spec
         if ts.threads:
             torch.set_num_threads(ts.threads)
@@ -579,6 +586,8 @@ class TransformersTrainer:
         device = self._device(dist)
         amp_dtype, use_scaler = self._autocast(device)
         run = self._new_run(weights, schedule, seed, device, use_scaler)
+        if run_id is not None:
+            run.run_id = run_id
         if resume_from is not None:
             self._resume(run, resume_from, weights, seed)
         model = run.model

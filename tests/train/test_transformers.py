@@ -213,9 +213,13 @@ def test_zero_weight_domain_gets_no_tokens_but_is_evaluated(domains, cache) -> N
 
 def test_report_can_stop_and_exceptions_propagate(domains, cache, tmp_path: Path) -> None:
     trainer = make(domains, cache, tmp_path)
-    result = trainer.train(config(), budget_steps=20, report=lambda s, v, e: s >= 4)
+    cfg = {**config(), "run_id": "trial-7"}
+    result = trainer.train(cfg, budget_steps=20, report=lambda s, v, e: s >= 4)
     assert result.stopped and result.final_step == 4
-    assert result.checkpoint is not None and result.checkpoint.endswith("step-00000004.pt")
+    assert result.checkpoint == str(tmp_path / "ckpt" / "trial-7" / "step-00000004.pt")
+    assert Path(result.checkpoint).is_file()
+    with pytest.raises(ValueError, match="plain folder name"):
+        trainer.train({**cfg, "run_id": "../up"}, budget_steps=2, report=lambda *a: None)
 
     class Pruned(Exception):
         pass
