@@ -124,21 +124,26 @@ def _load_source(domain: str, spec: Any, text_field: str, cache_dir: Path) -> An
                 f"`domains.{domain}`: {spec!r} is neither a local path nor a dataset in the "
                 f"local `datasets` cache ({type(exc).__name__}: {exc})."
             ) from None
-        if text_field not in ds.column_names:
-            raise ValueError(
-                f"`domains.{domain}`: dataset {spec!r} has no column {text_field!r}; "
-                f"columns: {ds.column_names}."
-            )
-        return (
-            ds.select_columns([text_field]).rename_column(text_field, "text")
-            if text_field != "text"
-            else ds.select_columns(["text"])
-        )
+        return _text_column(domain, ds, text_field, spec)
     paths = [spec] if isinstance(spec, str | os.PathLike) else list(spec)
+    saved_markers = ("state.json", "dataset_dict.json")
+    if len(paths) == 1 and any((Path(paths[0]).expanduser() / m).is_file() for m in saved_markers):
+        saved = datasets.load_from_disk(str(Path(paths[0]).expanduser()))  # save_to_disk()
+        if isinstance(saved, datasets.DatasetDict):
+            saved = saved["train"]
+        return _text_column(domain, saved, text_field, str(paths[0]))
     files = _expand(domain, [str(p) for p in paths])
-    if len(files) == 1 and files[0].name == "dataset_info.json":
-        return datasets.load_from_disk(str(files[0].parent))
     return _load_files(domain, files, text_field, cache_dir)
+
+
+def _text_column(domain: str, ds: Any, text_field: str, where: str) -> Any:
+    if text_field not in ds.column_names:
+        raise ValueError(
+            f"`domains.{domain}`: dataset {where!r} has no column {text_field!r}; "
+            f"columns: {ds.column_names}; set `text_field`."
+        )
+    ds = ds.select_columns([text_field])
+    return ds.rename_column(text_field, "text") if text_field != "text" else ds
 
 
 def load_domain_texts(

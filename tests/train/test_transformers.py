@@ -342,3 +342,35 @@ def test_intrinsic_dimensions_per_domain(domains, cache, tmp_path: Path) -> None
     assert set(dims) == {"prose", "numbers", "code"}
     for d in dims.values():
         assert 1.0 < d < TINY.d_model  # a manifold inside the 32-D hidden space
+
+
+def test_saved_datasets_and_text_field(domains, cache, tmp_path: Path) -> None:
+    import datasets
+
+    rows = [json.loads(line) for line in Path(domains["prose"]).read_text().splitlines()]
+    saved = tmp_path / "saved"
+    datasets.Dataset.from_dict({"body": [r["text"] for r in rows]}).save_to_disk(str(saved))
+    trainer = TransformersTrainer(
+        model=TINY,
+        data=DataSpec(domains={"saved": str(saved)}, text_field="body", cache_dir=cache),
+        train=TrainSpec(batch_size=4, eval_batches=1),
+    )
+    assert trainer.tokens_available()["saved"] > 0
+    wrong = TransformersTrainer(
+        model=TINY,
+        data=DataSpec(domains={"saved": str(saved)}, cache_dir=cache),
+        train=TrainSpec(),
+    )
+    with pytest.raises(ValueError, match=r"no column 'text'.*body"):
+        wrong.prepare()
+
+
+def test_bf16_autocast_on_cpu_trains_and_fp16_needs_cuda(domains, cache) -> None:
+    rec = Recorder()
+    make(domains, cache, dtype="bfloat16").train(config(), budget_steps=2, report=rec)
+    assert math.isfinite(rec.calls[-1][1])
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="'float16' needs CUDA"):
+            make(domains, cache, dtype="float16").train(
+                config(), budget_steps=2, report=lambda *a: None
+            )
