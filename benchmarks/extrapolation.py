@@ -593,6 +593,31 @@ def targets(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def headline(summary: list[dict[str, Any]], prefix: float) -> str:
+    """One row per law or baseline, one column per mode, at one prefix."""
+    labels: list[str] = []
+    for r in summary:
+        if math.isclose(r["prefix"], prefix) and r["law"] not in labels:
+            labels.append(r["law"])
+    modes = ["baseline", *MODES]
+    rows = []
+    for label in labels:
+        cells = []
+        for mode in modes:
+            c = _cell(summary, label, mode, prefix)
+            if not c or c["mean_error"] is None:
+                cells.append("–" if not c else f"failed ({c['n_ok']}/{c['n']})")
+                continue
+            pairs = c["pairs_ordered"]
+            cells.append(
+                f"{_pct(c['mean_error'])} / {_pct(c['worst_error'])}"
+                + ("" if pairs is None else f" ({pairs:.0%})")
+            )
+        if any(x != "–" for x in cells):
+            rows.append([label, *cells])
+    return markdown_table(["law", *modes], rows)
+
+
 def markdown(payload: dict[str, Any]) -> str:
     summary = payload["summary"]
     parts = ["# Extrapolation benchmark", ""]
@@ -615,6 +640,8 @@ def markdown(payload: dict[str, Any]) -> str:
         met = {True: "met", False: "not met", None: "n/a"}[t["met"]]
         trows.append([t["target"], t["goal"], shown, t["law"] or "–", met])
     parts.append(markdown_table(["target", "goal", "measured", "by", "status"], trows))
+    parts += ["", "## 20% prefix at a glance: mean / worst error (pairs ordered)", ""]
+    parts.append(headline(summary, 0.2))
     parts += ["", "## lr_schedules: all laws, modes and prefixes", ""]
     headers = [
         "law",
