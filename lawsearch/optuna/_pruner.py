@@ -25,6 +25,7 @@ from lawsearch.schedules import Schedule
 __all__ = ["FigureWarning", "LawPruner", "Prediction"]
 
 _DEFAULT_SHARED = ("alpha", "t0")
+_EXP_CAP = 700.0  # exp(700) ~ 1e304: "unbounded" but a finite float
 _STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 _PROCESS_STATE = (
     "_lock",
@@ -440,10 +441,15 @@ class LawPruner(BasePruner):
         var += fit.calibration.get("noise", 0.0) ** 2
         sd_log = math.sqrt(var) if math.isfinite(var) and var >= 0 else math.inf
         z = float(norm.ppf(1.0 - self.quantile))
-        mean = math.exp(base)
-        if not math.isfinite(sd_log):
-            return mean, 0.0, math.inf
-        return mean, math.exp(base - z * sd_log), math.exp(base + z * sd_log)
+        mean = math.exp(min(base, _EXP_CAP))
+        if not math.isfinite(sd_log):  # no usable uncertainty: an uninformative interval
+            return mean, math.exp(-_EXP_CAP), math.exp(_EXP_CAP)
+        # exponents clamped so an unbounded interval stays a finite, JSON-safe float
+        return (
+            mean,
+            math.exp(max(base - z * sd_log, -_EXP_CAP)),
+            math.exp(min(base + z * sd_log, _EXP_CAP)),
+        )
 
     def _failed(
         self, study: optuna.Study, trial: FrozenTrial, step: int, rung: int, message: str
