@@ -290,6 +290,7 @@ def build_demo_corpus(
     max_document_bytes: int = 32_768,
     held_out_fraction: float = 0.1,
     token_vocab_size: int | None = 4096,
+    tokenizer_cache_dir: str | os.PathLike[str] | None = None,
 ) -> CorpusManifest:
     """Build (or reuse) the demo corpus and return its manifest.
 
@@ -303,6 +304,9 @@ def build_demo_corpus(
         held_out_fraction: fraction of each domain's bytes (whole documents) held out.
         token_vocab_size: vocab of the byte-level BPE (trained on the train splits and
             cached) used to count tokens in the manifest; ``None`` skips counting.
+        tokenizer_cache_dir: where that tokenizer is cached (default ``<corpus>/.tokenizers``).
+            Pass the trainer's ``<DataSpec cache>/tokenizers`` to share it with a study
+            that trains on every built domain with the same vocab size.
 
     Returns:
         The ``CorpusManifest``.
@@ -344,7 +348,8 @@ def build_demo_corpus(
         "domains": entries,
     }
     if token_vocab_size is not None:
-        _count_tokens(root, data, token_vocab_size)
+        tok_cache = Path(tokenizer_cache_dir) if tokenizer_cache_dir else root / ".tokenizers"
+        _count_tokens(root, data, token_vocab_size, tok_cache)
     _write_atomic(root / MANIFEST, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return CorpusManifest(root=root, data=data)
 
@@ -454,14 +459,14 @@ def _build_domain(
     return entry
 
 
-def _count_tokens(root: Path, data: dict[str, Any], vocab_size: int) -> None:
+def _count_tokens(root: Path, data: dict[str, Any], vocab_size: int, cache: Path) -> None:
     """Add per-domain token counts under the demo tokenizer (trained on all train splits)."""
     from lawsearch.train._tokenizer import load_or_train_tokenizer
 
     domains = data["domains"]
     train_files = [root / domains[d]["files"]["train"] for d in sorted(domains)]
     tok = load_or_train_tokenizer(
-        train_files, vocab_size=vocab_size, min_frequency=2, cache_dir=root / ".tokenizers"
+        train_files, vocab_size=vocab_size, min_frequency=2, cache_dir=cache
     )
     for entry in domains.values():
         counts: dict[str, Any] = {"tokenizer": f"byte-level BPE, vocab {vocab_size}"}

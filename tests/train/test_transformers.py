@@ -374,3 +374,29 @@ def test_bf16_autocast_on_cpu_trains_and_fp16_needs_cuda(domains, cache) -> None
             make(domains, cache, dtype="float16").train(
                 config(), budget_steps=2, report=lambda *a: None
             )
+
+
+def test_corpus_and_trainer_share_one_tokenizer(tmp_path: Path) -> None:
+    from lawsearch.train.corpus import build_demo_corpus
+
+    cache = tmp_path / "cache"
+    manifest = build_demo_corpus(
+        tmp_path / "corpus",
+        domains=["python_docs", "licenses"],
+        max_bytes_per_domain=10_000,
+        token_vocab_size=TINY.vocab_size,
+        tokenizer_cache_dir=cache / "tokenizers",
+    )
+    trained = list((cache / "tokenizers").glob("bpe-*/tokenizer.json"))
+    assert len(trained) == 1
+    trainer = TransformersTrainer(
+        model=TINY,
+        data=DataSpec.from_manifest(manifest, cache_dir=str(cache)),
+        train=TrainSpec(batch_size=4),
+    )
+    trainer.prepare()
+    assert list((cache / "tokenizers").glob("bpe-*/tokenizer.json")) == trained  # reused
+    text = Path(manifest.paths("licenses")["held_out"]).read_text().splitlines()[0]
+    record = json.loads(text)["text"]
+    counted = manifest.data["domains"]["licenses"]["tokens"]["held_out"]
+    assert len(trainer.tokenizer(record)["input_ids"]) <= counted
