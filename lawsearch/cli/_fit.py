@@ -568,6 +568,10 @@ def format_run(o: Outcome, level: float) -> str:
             se = o.fit.stderr.get(name, float("nan"))
             fixed = name not in o.fit.free
             tail = "  (fixed)" if fixed else (f"  ± {se:.3g}" if math.isfinite(se) else "")
+            if name in getattr(o.fit, "shared", ()):
+                tail += "  (shared by the runs)"
+            elif name in getattr(o.fit, "prior", {}):
+                tail += "  (prior from the reference)"
             lines.append(f"  {name:<{width}} = {value:.6g}{tail}")
     if o.status == "failed":
         lines.append(f"  status: failed — {o.message}")
