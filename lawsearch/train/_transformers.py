@@ -382,9 +382,12 @@ class TransformersTrainer:
         import torch
 
         assert self._blocks is not None
-        torch.manual_seed(seed)
-        np.random.seed(seed % 2**32)  # noqa: NPY002 (seed user code relying on it)
-        model = build_model(self.model_spec, eos_token_id=int(self._tokenizer.eos_token_id))
+        # The global RNGs seed the initialisation; the lock keeps threads that train
+        # several trials at once (Optuna n_jobs) from interleaving their draws.
+        with self._lock:
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)  # noqa: NPY002 (seed user code relying on it)
+            model = build_model(self.model_spec, eos_token_id=int(self._tokenizer.eos_token_id))
         model.to(device)
         decay = [p for p in model.parameters() if p.ndim >= 2]
         no_decay = [p for p in model.parameters() if p.ndim < 2]

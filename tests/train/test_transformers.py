@@ -400,3 +400,24 @@ def test_corpus_and_trainer_share_one_tokenizer(tmp_path: Path) -> None:
     record = json.loads(text)["text"]
     counted = manifest.data["domains"]["licenses"]["tokens"]["held_out"]
     assert len(trainer.tokenizer(record)["input_ids"]) <= counted
+
+
+def test_threads_training_at_once_match_sequential(domains, cache) -> None:
+    import threading
+
+    trainer = make(domains, cache)
+    trainer.prepare()
+    configs = [config(peak_lr=3e-3), config(peak_lr=1e-3)]
+    alone = [trainer.train(c, budget_steps=4, report=lambda *a: None).values for c in configs]
+    together: list[Any] = [None, None]
+
+    def run(i: int) -> None:
+        together[i] = trainer.train(configs[i], budget_steps=4, report=lambda *a: None).values
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(alone, together, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
