@@ -420,10 +420,12 @@ def extrapolate(
         raise UserError("--mode transfer needs at least one --reference RUN_ID (a complete run).")
     if mode != "transfer" and references:
         raise UserError("--reference is only used with --mode transfer.")
+    shared_names = () if mode == "independent" else _shared(law, shared)
     label = "observed" if prefix is None else f"{prefix:.0%}"
     jobs = [_job(r, prefix, target_step, law) for r in runs]
     for job in jobs:
-        _check_prefix(law, job, label)
+        # a pooled curve fits only its own parameters; the shared ones come from all
+        _check_prefix(law, job, label, len(shared_names) if mode == "pooled" else 0)
     refs = [_reference_job(r, law) for r in references]
     if mode == "independent":
         out = []
@@ -431,17 +433,21 @@ def extrapolate(
             fit, seconds, message = _fit_one(law, job)
             out.append(_outcome(law, job, mode, fit, seconds, level, message))
         return out
-    shared = shared_params(law) if shared is None else tuple(shared)
-    unknown = [n for n in shared if n not in law.param_names]
+    if mode == "pooled":
+        return _pooled(law, jobs, level, shared_names)
+    return _transfer(law, jobs, refs, level, shared_names)
+
+
+def _shared(law: Law, shared: Sequence[str] | None) -> tuple[str, ...]:
+    names = shared_params(law) if shared is None else tuple(shared)
+    unknown = [n for n in names if n not in law.param_names]
     if unknown:
         raise UserError(
             f"--shared: {law.name!r} has no parameter(s) {', '.join(map(repr, unknown))}"
             + did_you_mean(unknown[0], law.param_names).rstrip(".")
             + f" (parameters: {', '.join(law.param_names)})."
         )
-    if mode == "pooled":
-        return _pooled(law, jobs, level, shared)
-    return _transfer(law, jobs, refs, level, shared)
+    return names
 
 
 def _job(run: RunCurve, prefix: float | None, target_step: int | None, law: Law) -> _Job:
