@@ -123,7 +123,9 @@ class LawPruner(BasePruner):
     Args:
         target_step: the step whose value is predicted (the full budget).
         law: a ``lawsearch.laws.Law`` or its short name.
-        min_points: fewest reports before the first fit (at least the law's minimum).
+        min_points: fewest reports before the first fit (default and floor: the law's
+            minimum with the shared parameters fixed, so once the pool exists a
+            short prefix is enough; a full fit still needs the law's full minimum).
         warmup_steps: no decision before this step.
         quantile: the optimistic quantile in (0, 0.5); the interval is
             ``[q, 1 - q]``.
@@ -151,7 +153,7 @@ class LawPruner(BasePruner):
         *,
         target_step: int,
         law: Law | str = "power",
-        min_points: int = 5,
+        min_points: int | None = None,
         warmup_steps: int = 0,
         quantile: float = 0.1,
         rung_factor: float | None = 2.0,
@@ -173,7 +175,7 @@ class LawPruner(BasePruner):
             raise TypeError(f"`law` must be a lawsearch Law or a law name; got {law!r}.")
         if int(target_step) != target_step or target_step < 1:
             raise ValueError(f"`target_step` must be a positive integer; got {target_step!r}.")
-        if min_points < 1:
+        if min_points is not None and min_points < 1:
             raise ValueError(f"`min_points` must be >= 1; got {min_points!r}.")
         if not 0 < quantile < 0.5:
             raise ValueError(f"`quantile` must be in (0, 0.5); got {quantile!r}.")
@@ -194,7 +196,8 @@ class LawPruner(BasePruner):
         if unknown:
             raise ValueError(f"`shared` names {unknown} are not parameters of {names}.")
         self.target_step = int(target_step)
-        self.min_points = max(int(min_points), self._law.min_points())
+        floor = self._law.min_points(len(shared))
+        self.min_points = max(int(min_points or floor), floor)
         self.warmup_steps = int(warmup_steps)
         self.quantile = float(quantile)
         self.rung_factor = rung_factor
@@ -318,6 +321,8 @@ class LawPruner(BasePruner):
             return False, None
         self._maybe_sync(study)
         pred = self._fit_and_predict(study, trial, step, rung)
+        if pred.status == "skipped":
+            return False, None
         if pred.status == "failed":
             return False, pred
         scores = self._scores(study, trial.number, rung)
@@ -361,15 +366,19 @@ class LawPruner(BasePruner):
         with self._lock:
             pool = self._pool.get(study._study_id, {})
             self._since_pool[study._study_id] = self._since_pool.get(study._study_id, 0) + 1
-        pooled = bool(pool) and (trial.number + rung) % self.full_fit_every != 0
+        can_full = steps.size >= self._law.min_points()
+        if not pool and not can_full:  # too short to fit alone, and no pool yet
+            return Prediction(step=step, rung=rung, status="skipped")
+        pooled = bool(pool) and (not can_full or (trial.number + rung) % self.full_fit_every != 0)
         try:
             fit = None
             if pooled:
                 fixed = {n: mu for n, (mu, _) in pool.items()}
                 fit = self._law.fit(steps, losses, lrs=lrs, fixed=fixed)
-            if fit is None or not fit.ok:  # the pool does not suit this curve: fit it all
+            if (fit is None or not fit.ok) and can_full:  # pool does not suit it: fit it all
                 pooled = False
                 fit = self._law.fit(steps, losses, lrs=lrs, prior=pool or None)
+            assert fit is not None
             if not fit.ok:
                 return self._failed(study, trial, step, rung, fit.message)
             mean, lo, hi = self._interval(fit, pool if pooled else {})

@@ -170,3 +170,14 @@ def test_pooled_fits_share_the_exponent() -> None:
 def test_bad_options_raise(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         LawPruner(**kwargs)  # type: ignore[arg-type]
+
+
+def test_pooled_exponents_decide_from_a_shorter_prefix() -> None:
+    # rungs at 16, 32, 64: at step 32 a trial has 4 reports, enough for the 2 free
+    # parameters of a pooled fit but not for a 4-parameter fit of its own
+    levels = [1.0, 1.05, 1.02, 3.0]
+    pooled = _study(_pruner(min_trials=3), levels).trials[3]
+    alone = _study(_pruner(min_trials=3, shared=()), levels).trials[3]
+    assert pooled.state == alone.state == TrialState.PRUNED
+    assert max(pooled.intermediate_values) == 32
+    assert max(alone.intermediate_values) == 64
