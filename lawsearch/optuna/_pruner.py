@@ -130,7 +130,9 @@ class LawPruner(BasePruner):
         quantile: the optimistic quantile in (0, 0.5); the interval is
             ``[q, 1 - q]``.
         rung_factor: decide only when the step crosses a rung ``warmup * factor**r``
-            (geometric rungs, as ASHA); None decides at every report.
+            (geometric rungs, as ASHA); None decides at every report (each step is
+            then its own rung, with its own ``lawsearch:rung:<step>`` attr: use it
+            for short curves only).
         keep_fraction: the fraction of trials kept at each rung.
         top_k: keep exactly the k best instead of a fraction.
         min_trials: fewest other scored trials at a rung before pruning.
