@@ -42,7 +42,7 @@ import sys
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -397,84 +397,122 @@ def taskset_curves(n_per_task: int, *, tasks: int | None = None, seed: int = 0) 
     return curves
 
 
-def run_taskset(
-    specs: Sequence[LawSpec], curves: Sequence[RunCurve], prefixes: Sequence[float]
-) -> list[dict[str, Any]]:
-    """Prefix → last-epoch error of the schedule-free laws and the baselines on TaskSet."""
-    rows = []
-    for prefix in prefixes:
-        cells: dict[str, list[Outcome]] = defaultdict(list)
-        for spec in specs:
-            law = spec.build()
-            for c in curves:
-                try:
-                    cells[spec.label] += extrapolate(law, [c], prefix=prefix, level=LEVEL)
-                except Exception as exc:
-                    n = prefix_rows(c.n_rows, prefix)
-                    cells[spec.label].append(
-                        Outcome(
-                            c.run_id,
-                            spec.label,
-                            "independent",
-                            n / c.n_rows,
-                            n,
-                            int(c.steps[-1]),
-                            None,
-                            None,
-                            None,
-                            float(c.losses[-1]),
-                            "failed",
-                            f"{type(exc).__name__}: {exc}",
-                        )
-                    )
-        for c in curves:
-            n = prefix_rows(c.n_rows, prefix)
-            truth = float(c.losses[-1])
-            guesses: dict[str, Callable[[], float | None]] = {
-                "last value": lambda c=c, n=n: float(c.losses[n - 1]),
-                "curve_fit power (steps)": lambda c=c, n=n: curve_fit_power(
-                    c.steps[:n], c.losses[:n], float(c.steps[-1])
-                ),
-            }
-            for label, guess in guesses.items():
-                start = time.perf_counter()
-                pred = guess()
-                cells[label].append(
-                    Outcome(
-                        c.run_id,
-                        label,
-                        "baseline",
-                        n / c.n_rows,
-                        n,
-                        int(c.steps[-1]),
-                        pred,
-                        None,
-                        None,
-                        truth,
-                        "ok" if pred is not None else "failed",
-                        "",
-                        fit_seconds=time.perf_counter() - start,
-                    )
+def _taskset_failed(c: RunCurve, label: str, prefix: float, message: str) -> Outcome:
+    n = prefix_rows(c.n_rows, prefix)
+    return Outcome(
+        c.run_id,
+        label,
+        "independent",
+        n / c.n_rows,
+        n,
+        int(c.steps[-1]),
+        None,
+        None,
+        None,
+        float(c.losses[-1]),
+        "failed",
+        message,
+    )
+
+
+def taskset_law_cell(spec: LawSpec, curves: Sequence[RunCurve], prefix: float) -> list[Outcome]:
+    """One schedule-free law on every sampled TaskSet curve at one prefix."""
+    law = spec.build()
+    outs: list[Outcome] = []
+    for c in curves:
+        try:
+            outs += extrapolate(law, [c], prefix=prefix, level=LEVEL)
+        except Exception as exc:
+            outs.append(_taskset_failed(c, spec.label, prefix, f"{type(exc).__name__}: {exc}"))
+    return [replace(o, law=spec.label, fit=None) for o in outs]
+
+
+def taskset_baseline_cells(curves: Sequence[RunCurve], prefix: float) -> dict[str, list[Outcome]]:
+    """Last value and curve_fit power law on every sampled TaskSet curve at one prefix."""
+    cells: dict[str, list[Outcome]] = defaultdict(list)
+    for c in curves:
+        n = prefix_rows(c.n_rows, prefix)
+        guesses: dict[str, Callable[[], float | None]] = {
+            "last value": lambda c=c, n=n: float(c.losses[n - 1]),
+            "curve_fit power (steps)": lambda c=c, n=n: curve_fit_power(
+                c.steps[:n], c.losses[:n], float(c.steps[-1])
+            ),
+        }
+        for label, guess in guesses.items():
+            start = time.perf_counter()
+            pred = guess()
+            cells[label].append(
+                Outcome(
+                    c.run_id,
+                    label,
+                    "baseline",
+                    n / c.n_rows,
+                    n,
+                    int(c.steps[-1]),
+                    pred,
+                    None,
+                    None,
+                    float(c.losses[-1]),
+                    "ok" if pred is not None else "failed",
+                    "",
+                    fit_seconds=time.perf_counter() - start,
                 )
-        for label, outs in cells.items():
-            ok = [o for o in outs if o.error is not None]
-            errs = np.array([abs(o.error) for o in ok if o.error is not None])
-            cov = [o.covered for o in ok if o.covered is not None]
-            times = [o.fit_seconds for o in outs if math.isfinite(o.fit_seconds)]
-            rows.append(
-                {
-                    "law": label,
-                    "prefix": prefix,
-                    "n": len(outs),
-                    "n_ok": len(ok),
-                    "mean_error": float(errs.mean()) if errs.size else None,
-                    "median_error": float(np.median(errs)) if errs.size else None,
-                    "worst_error": float(errs.max()) if errs.size else None,
-                    "coverage": float(np.mean(cov)) if cov else None,
-                    "median_fit_ms": 1e3 * float(np.median(times)) if times else None,
-                }
             )
-    return rows
+    return cells
+
+
+def taskset_row(label: str, prefix: float, outs: Sequence[Outcome]) -> dict[str, Any]:
+    """The summary of one law (or baseline) at one prefix on TaskSet."""
+    ok = [o for o in outs if o.error is not None]
+    errs = np.array([abs(o.error) for o in ok if o.error is not None])
+    cov = [o.covered for o in ok if o.covered is not None]
+    times = [o.fit_seconds for o in outs if math.isfinite(o.fit_seconds)]
+    return {
+        "law": label,
+        "prefix": prefix,
+        "n": len(outs),
+        "n_ok": len(ok),
+        "mean_error": float(errs.mean()) if errs.size else None,
+        "median_error": float(np.median(errs)) if errs.size else None,
+        "worst_error": float(errs.max()) if errs.size else None,
+        "coverage": float(np.mean(cov)) if cov else None,
+        "median_fit_ms": 1e3 * float(np.median(times)) if times else None,
+    }
+
+
+# ---- cells in worker processes --------------------------------------------------------
+def _compute_cell(
+    kind: str, key: tuple[Any, ...], runs: Sequence[Run], curves: Sequence[RunCurve]
+) -> tuple[Any, float]:
+    """One (law, mode, prefix) cell, or one TaskSet (law, prefix) cell; fits dropped."""
+    start = time.perf_counter()
+    if kind == "taskset":
+        spec, prefix = key
+        return taskset_law_cell(spec, curves, prefix), time.perf_counter() - start
+    spec, mode, prefix = key
+    outs, refs = run_law(spec, mode, prefix, runs, runs)
+    return ([replace(o, fit=None) for o in outs], refs), time.perf_counter() - start
+
+
+def _run_cells(
+    cells: Sequence[tuple[str, tuple[Any, ...]]],
+    runs: Sequence[Run],
+    curves: Sequence[RunCurve],
+    jobs: int,
+) -> Iterator[tuple[tuple[str, tuple[Any, ...]], tuple[Any, float]]]:
+    """Yield ``(cell, (result, seconds))`` as cells finish (in order when ``jobs == 1``)."""
+    if jobs <= 1:
+        for kind, key in cells:
+            yield (kind, key), _compute_cell(kind, key, runs, curves)
+        return
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = {
+            pool.submit(_compute_cell, kind, key, runs, curves): (kind, key) for kind, key in cells
+        }
+        for fut in as_completed(futures):
+            yield futures[fut], fut.result()
 
 
 # ---- report -----------------------------------------------------------------------------
@@ -789,6 +827,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=10,
         help="TaskSet curves sampled per task (0 to skip TaskSet)",
     )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="worker processes for the (law, mode, prefix) cells"
+    )
     args = parser.parse_args(argv)
     out = output_dir(args.out, NAME)
     runs = load_runs()
@@ -819,34 +860,50 @@ def main(argv: Sequence[str] | None = None) -> int:
                 {"law": label, "mode": "baseline", "prefix": prefix, **metrics(outs, runs)}
             )
             records += [_record(o) for o in outs]
+    free = [s for s in specs if s.name in SCHEDULE_FREE and s.options == ()]
+    curves = taskset_curves(taskset_n, tasks=taskset_tasks) if taskset_n > 0 else []
+    cells: list[tuple[str, tuple[Any, ...]]] = [
+        ("lr", (spec, mode, prefix)) for prefix in prefixes for spec in specs for mode in modes
+    ]
+    if curves:
+        cells += [("taskset", (spec, prefix)) for prefix in prefixes for spec in free]
+    taskset_cells: dict[tuple[str, float], list[Outcome]] = {}
+    lr_cells: dict[tuple[str, str, float], list[Outcome]] = {}
+    for (kind, key), (result, seconds) in _run_cells(cells, runs, curves, args.jobs):
+        if kind == "taskset":
+            spec, prefix = key
+            taskset_cells[(spec.label, prefix)] = result
+            what = f"TaskSet {spec.label:<18}"
+        else:
+            spec, mode, prefix = key
+            outs, refs = result
+            references.update(refs)
+            lr_cells[(spec.label, mode, prefix)] = outs
+            what = f"{spec.label:<18} {mode:<11}"
+        print(
+            f"[{time.perf_counter() - t0:7.1f}s] {what} {prefix:4.0%} done ({seconds:.1f}s)",
+            file=sys.stderr,
+        )
+    for prefix in prefixes:
         for spec in specs:
             for mode in modes:
-                start = time.perf_counter()
-                outs, refs = run_law(spec, mode, prefix, runs, runs)
-                references.update(refs)
+                outs = lr_cells[(spec.label, mode, prefix)]
                 cell = metrics(outs, runs)
                 summary.append({"law": spec.label, "mode": mode, "prefix": prefix, **cell})
                 records += [_record(o) for o in outs]
-                if cell["failures"]:
-                    law_failures.setdefault(spec.label, [])
-                    for msg in cell["failures"]:
-                        entry = f"{mode} {prefix:.0%}: {msg}"
-                        if len(law_failures[spec.label]) < 6:
-                            law_failures[spec.label].append(entry)
-                print(
-                    f"[{time.perf_counter() - t0:7.1f}s] {spec.label:<18} {mode:<11} "
-                    f"{prefix:4.0%}  mean {_pct(cell['mean_error']):>8}  "
-                    f"ok {cell['n_ok']}/{cell['n']}  ({time.perf_counter() - start:.1f}s)",
-                    file=sys.stderr,
-                )
+                for msg in cell["failures"]:
+                    entries = law_failures.setdefault(spec.label, [])
+                    if len(entries) < 6:
+                        entries.append(f"{mode} {prefix:.0%}: {msg}")
     taskset_rows: list[dict[str, Any]] = []
-    n_taskset = 0
-    if taskset_n > 0:
-        free = [s for s in specs if s.name in SCHEDULE_FREE and s.options == ()]
-        curves = taskset_curves(taskset_n, tasks=taskset_tasks)
-        n_taskset = len(curves)
-        taskset_rows = run_taskset(free, curves, prefixes)
-        print(f"[{time.perf_counter() - t0:7.1f}s] TaskSet done", file=sys.stderr)
+    for prefix in prefixes if curves else []:
+        for spec in free:
+            taskset_rows.append(
+                taskset_row(spec.label, prefix, taskset_cells[(spec.label, prefix)])
+            )
+        for label, outs in taskset_baseline_cells(curves, prefix).items():
+            taskset_rows.append(taskset_row(label, prefix, outs))
+    n_taskset = len(curves)
     payload: dict[str, Any] = {
         "benchmark": NAME,
         "tiny": bool(args.tiny),
