@@ -218,14 +218,17 @@ class PrunerConfig:
 class SearchConfig:
     """``[search]``: candidates screened, survivors continued, continuation rungs.
 
-    ``rungs`` are the budgets (as fractions of the full budget, increasing, the
-    last one 1.0 unless ``train_winner`` is false) survivors are continued to.
+    Every candidate trains for the short budget; the ``survivors`` best (by the
+    optimistic end of their predicted final loss) continue from their checkpoints
+    to the full budget. ``rungs`` are the budgets survivors continue to, as
+    increasing fractions of the full budget ending at 1.0; with several rungs the
+    cut is geometric (``(candidates / survivors) ** (1 / len(rungs))`` per rung) so
+    that ``survivors`` candidates reach the full budget.
     """
 
     candidates: int = 12
     survivors: int = 3
     rungs: tuple[float, ...] = (1.0,)
-    level: float = 0.9
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -293,6 +296,18 @@ class StudyConfig:
     def rung_steps(self) -> tuple[int, ...]:
         """The continuation budgets in steps (increasing, beyond the short budget)."""
         return tuple(round(r * self.full_steps) for r in self.search.rungs)
+
+    @property
+    def budget_steps(self) -> tuple[int, ...]:
+        """Every budget in steps: the short one, then each rung (the last is full)."""
+        return (self.short_steps, *self.rung_steps)
+
+    @property
+    def eta(self) -> float:
+        """The promotion ratio per rung that leaves ``survivors`` at the full budget."""
+        ratio = self.search.candidates / self.search.survivors
+        # shaved so that floor(candidates / eta) is exactly `survivors`, never one less
+        return max(ratio ** (1.0 / len(self.search.rungs)) * (1 - 1e-9), 1.0 + 1e-9)
 
     @property
     def domain_names(self) -> tuple[str, ...]:
@@ -750,8 +765,11 @@ def _validate_search(cfg: StudyConfig) -> None:
             f"`search.survivors` must be in [1, search.candidates={s.candidates}]; "
             f"got {s.survivors}."
         )
-    if not s.rungs:
-        raise ValueError("`search.rungs` must list at least one budget (fractions of full).")
+    if not s.rungs or s.rungs[-1] != 1.0:
+        raise ValueError(
+            f"`search.rungs` must be increasing fractions of the full budget ending at 1.0; "
+            f"got {list(s.rungs)}."
+        )
     prev = cfg.budgets.short_tokens / cfg.budgets.full_tokens
     for i, r in enumerate(s.rungs):
         if not prev < r <= 1.0:
@@ -761,8 +779,6 @@ def _validate_search(cfg: StudyConfig) -> None:
                 f"`budgets.full_tokens`."
             )
         prev = r
-    if not 0 < s.level < 1:
-        raise ValueError(f"`search.level` must be in (0, 1); got {s.level}.")
     if not 0 < p.quantile < 0.5:
         raise ValueError(f"`pruner.quantile` must be in (0, 0.5); got {p.quantile}.")
     if p.rung_factor != 0 and p.rung_factor <= 1:
@@ -970,3 +986,97 @@ def suggest_config(
         final_lr_fraction=ss.final_lr_ratio,
     )
     return {"mixture": mixture, "schedule": schedule.to_dict(), "seed": cfg.study.seed}
+
+
+def build_search(
+    cfg: StudyConfig,
+    *,
+    trainer: Any,
+    on_start: Any = None,
+    on_report: Any = None,
+) -> Any:
+    """The ``RetrievalRerank`` search of the study, training with ``trainer``.
+
+    Each trial suggests its mixture and schedule (``suggest_config``) and trains
+    for its budget (resuming the parent's checkpoint for a continuation). While a
+    candidate screens, every evaluation goes through the study's pruner, so a
+    clear loser stops early and is left PRUNED with its prediction in its attrs.
+
+    Args:
+        cfg: the study.
+        trainer: a ``lawsearch.train.Trainer``.
+        on_start: ``on_start(trial_number, budget_steps, resume_step)`` before training.
+        on_report: ``on_report(trial_number, step, value, tokens)`` after each evaluation
+            (``tokens``: trained since the previous one).
+    """
+    import optuna
+
+    from lawsearch.optuna import attrs
+    from lawsearch.search import RetrievalRerank
+
+    tps = cfg.train.tokens_per_step
+    tokens_available: dict[str, float] | None = None
+    if cfg.search_space.max_epochs > 0 and hasattr(trainer, "tokens_available"):
+        tokens_available = {k: float(v) for k, v in trainer.tokens_available().items()}
+
+    def objective(trial: optuna.Trial, budget_steps: int, resume_from: str | None) -> str | None:
+        config = suggest_config(cfg, trial, tokens_available=tokens_available)
+        frozen = trial.study._storage.get_trial(trial._trial_id)
+        start = int(frozen.user_attrs.get(attrs.RESUME_STEP, 0)) if resume_from else 0
+        screening = budget_steps <= cfg.short_steps
+        trial.set_user_attr(attrs.TOKENS_PER_STEP, float(tps))
+        trial.set_user_attr(attrs.LR, float(config["schedule"]["peak_lr"]))
+        if on_start is not None:
+            on_start(trial.number, budget_steps, start)
+        last = [start]
+        pruned = [False]
+
+        def report(step: int, value: float, extras: Mapping[str, Any]) -> bool:
+            trial.report(float(value), int(step))
+            if on_report is not None:
+                on_report(trial.number, int(step), float(value), (step - last[0]) * tps)
+            last[0] = int(step)
+            if screening and trial.should_prune():
+                pruned[0] = True
+                return True
+            return False
+
+        result = trainer.train(
+            config, budget_steps=budget_steps, resume_from=resume_from, report=report
+        )
+        trial.set_user_attr(attrs.PREFIX + "compute_tokens", float(result.final_step - start) * tps)
+        if pruned[0]:
+            raise optuna.TrialPruned(f"pruned at step {last[0]} by {cfg.law.name} extrapolation")
+        return result.checkpoint
+
+    class StudySearch(RetrievalRerank):
+        """Counts candidates the pruner stopped among those screened at rung 0.
+
+        ``RetrievalRerank`` promotes ``floor(n / eta)`` of the ``n`` trials that
+        completed a rung; a pruned candidate was screened and lost, so it counts in
+        ``n`` too, which keeps ``survivors`` continuing however many were pruned.
+        """
+
+        def eligible(self, study: Any) -> list[Any]:
+            from optuna.trial import TrialState
+
+            from lawsearch.search import RUNG
+
+            done = pruned = 0
+            for t in study.get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)
+            ):
+                if t.user_attrs.get(RUNG) == 0:
+                    pruned += t.state == TrialState.PRUNED
+                    done += t.state == TrialState.COMPLETE
+            self.eta = cfg.eta * done / (done + pruned) if done and pruned else cfg.eta
+            return list(super().eligible(study))
+
+    return StudySearch(
+        budgets=cfg.budget_steps,
+        n_candidates=cfg.search.candidates,
+        objective=objective,
+        eta=cfg.eta,
+        law=cfg.law.build(),
+        quantile=cfg.pruner.quantile,
+    )

@@ -134,6 +134,8 @@ def collect(study: Any, config: Any, *, n_candidates: int | None = None) -> Stud
     children: dict[int, list[Any]] = {}
     roots = []
     for t in trials:
+        if PREFIX + "surplus" in t.user_attrs or PREFIX + "duplicate_of" in t.user_attrs:
+            continue  # not a candidate: an extra trial the search refused, or a duplicate
         parent = t.user_attrs.get(PREFIX + "parent")
         if parent is None or int(parent) not in by_number:
             roots.append(t)
@@ -171,7 +173,8 @@ def _chain(root: Any, children: Mapping[int, list[Any]]) -> list[Any]:
     chain = [root]
     while children.get(chain[-1].number):
         kids = children[chain[-1].number]
-        chain.append(max(kids, key=lambda t: (_last_step(t), -t.number)))
+        # a failed continuation (a dead worker's) loses to its retry
+        chain.append(max(kids, key=lambda t: (t.state.name != "FAIL", _last_step(t), -t.number)))
     return chain
 
 
@@ -186,8 +189,11 @@ def _lineage(chain: list[Any], config: Any, tps: int) -> Lineage:
     for t in chain:
         points.update({int(s): float(v) for s, v in t.intermediate_values.items()})
         attr = t.user_attrs.get(PREFIX + "compute_tokens")
+        steps_attr = t.user_attrs.get(PREFIX + "compute_steps")
         if attr is not None:
             compute += float(attr)
+        elif steps_attr is not None:
+            compute += float(steps_attr) * tps
         elif t.intermediate_values:
             start = int(t.user_attrs.get(PREFIX + "resume_step", 0) or 0)
             compute += (max(t.intermediate_values) - start) * tps
@@ -305,10 +311,14 @@ def _rows(report: StudyReport, top: int | None = None) -> list[list[str]]:
     rows = []
     for lin in report.lineages[:top]:
         mix = " ".join(f"{d}={w:.2f}" for d, w in lin.mixture.items()) or "-"
-        if math.isfinite(lin.predicted):
-            pred = f"{lin.predicted:.4f}"
-            if math.isfinite(lin.predicted_lo) and math.isfinite(lin.predicted_hi):
-                pred += f" [{lin.predicted_lo:.4f}, {lin.predicted_hi:.4f}]"
+        # the prediction that screened the candidate: from its short-budget curve
+        mean, lo, hi = lin.short_predicted, lin.short_lo, lin.short_hi
+        if not math.isfinite(mean):
+            mean, lo, hi = lin.predicted, lin.predicted_lo, lin.predicted_hi
+        if math.isfinite(mean):
+            pred = f"{mean:.4f}"
+            if math.isfinite(lo) and math.isfinite(hi):
+                pred += f" [{lo:.4f}, {hi:.4f}]"
         else:
             pred = "-"
         obs = (

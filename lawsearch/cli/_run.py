@@ -25,11 +25,11 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Progress", "ProgressTrainer", "add_arguments", "execute", "recover_orphans", "run"]
+__all__ = ["Progress", "add_arguments", "execute", "recover_orphans", "run"]
 
 LOCKS = "workers"
 
@@ -108,16 +108,9 @@ def execute(
         )
         try:
             search = wiring.build_search(
-                cfg,
-                study=study,
-                trainer=ProgressTrainer(
-                    trainer,
-                    bar,
-                    tokens_per_step=cfg.train.tokens_per_step,
-                    short_steps=cfg.short_steps,
-                ),
+                cfg, trainer=trainer, on_start=bar.on_start, on_report=bar.on_report
             )
-            result = search.run()
+            result = search.run(study)
         finally:
             bar.close()
     rep = reporting.collect(study, cfg)
@@ -179,13 +172,10 @@ def _dashboard_figures(study: Any, cfg: Any, rep: Any, top: int = 5) -> None:
 
 
 def _pick_number(result: Any) -> int | None:
-    for name in ("pick", "best_trial", "winner"):
-        value = getattr(result, name, None)
-        if isinstance(value, int):
-            return value
-        number = getattr(value, "number", None)
-        if isinstance(number, int):
-            return number
+    """The candidate (lineage root) of the search's pick."""
+    for row in getattr(result, "table", ()):
+        if row.get("trial") == result.best_trial:
+            return int(row["root"])
     return None
 
 
@@ -257,8 +247,10 @@ def recover_orphans(study: Any, *, alone: bool) -> list[int]:
     Only when this is the only live worker of a journal storage (``alone``): every
     RUNNING trial then belongs to a process that died. Each is set FAILED and a
     WAITING copy is enqueued with the same parameters and the ``lawsearch:`` attrs
-    that say where to resume (``parent``, ``resume_step``, ``checkpoint``), plus
-    ``lawsearch:retry_of``; the search trains it from its checkpoint.
+    that say where to resume (``parent``, ``resume_step``, ``checkpoint``, ``rung``),
+    plus ``lawsearch:retry_of``; the search trains it from that checkpoint (a
+    screening candidate restarts from scratch and its failed original is marked
+    ``lawsearch:surplus`` so the retry takes its place among the candidates).
 
     Returns:
         The numbers of the trials that were failed.
@@ -271,20 +263,30 @@ def recover_orphans(study: Any, *, alone: bool) -> list[int]:
     failed = []
     storage = study._storage
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if "lawsearch:parent" not in t.user_attrs:
+            # the retry takes this candidate's place in the search's count
+            storage.set_trial_user_attr(t._trial_id, "lawsearch:surplus", 1.0)
         if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
             continue
         failed.append(t.number)
-        attrs = {k: v for k, v in t.user_attrs.items() if k.startswith("lawsearch:")}
-        keep = {k: v for k, v in attrs.items() if not k.startswith("lawsearch:predicted")}
+        keep = {
+            k: v
+            for k, v in t.user_attrs.items()
+            if k.startswith("lawsearch:") and not k.startswith("lawsearch:predicted")
+        }
         keep["lawsearch:retry_of"] = t.number
+        keep.pop("lawsearch:surplus", None)
+        resume = int(t.user_attrs.get("lawsearch:resume_step", 0) or 0)
         study.add_trial(
             optuna.trial.create_trial(
                 state=TrialState.WAITING,
                 params=t.params,
                 distributions=t.distributions,
                 user_attrs=keep,
-                system_attrs={k: v for k, v in t.system_attrs.items() if k != "fixed_params"}
-                | {"fixed_params": dict(t.params)},
+                # a continuation keeps its parent's curve up to the checkpoint it resumes
+                intermediate_values={s: v for s, v in t.intermediate_values.items() if s <= resume}
+                if "lawsearch:checkpoint" in t.user_attrs
+                else {},
             )
         )
     return failed
@@ -355,6 +357,15 @@ class Progress:
             self._poll(force=True)
             self._draw()
 
+    def on_start(self, trial: int, budget_steps: int, resume_step: int) -> None:
+        """``build_search`` hook: a trial starts training towards ``budget_steps``."""
+        stage = "screen" if resume_step == 0 else "continue"
+        self.start(stage=f"{stage} {resume_step}->{budget_steps}", trial=str(trial))
+
+    def on_report(self, trial: int, step: int, value: float, tokens: float) -> None:
+        """``build_search`` hook: an evaluation was reported."""
+        self.advance(tokens, step=step, value=value)
+
     def advance(
         self, tokens: float, *, step: int | None = None, value: float | None = None
     ) -> None:
@@ -399,63 +410,3 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-
-
-class ProgressTrainer:
-    """Wraps a ``Trainer`` so that each evaluation it reports advances a ``Progress``.
-
-    The wrapped ``report`` still returns the inner callback's answer (stop or go),
-    and the compute of each call is squared with the trainer's own count at the end.
-    """
-
-    def __init__(
-        self, inner: Any, progress: Progress, *, tokens_per_step: int, short_steps: int
-    ) -> None:
-        self.inner = inner
-        self.progress = progress
-        self.tokens_per_step = int(tokens_per_step)
-        self.short_steps = int(short_steps)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def train(
-        self,
-        config: Mapping[str, Any],
-        *,
-        budget_steps: int,
-        resume_from: str | None = None,
-        report: Any,
-    ) -> Any:
-        stage = "screen" if budget_steps <= self.short_steps else "rerank"
-        trial = config.get("trial", config.get("trial_number", "-"))
-        self.progress.start(stage=f"{stage} to {budget_steps}", trial=str(trial))
-        counted = [0.0]
-        start = config.get("resume_step", config.get("lawsearch:resume_step"))
-        last: list[int | None] = [0 if resume_from is None else start]
-
-        def wrapped(step: int, value: float, extras: Mapping[str, Any]) -> bool | None:
-            tokens = _tokens_since(last[0], step, self.tokens_per_step)
-            counted[0] += tokens
-            last[0] = step
-            self.progress.advance(tokens, step=step, value=value)
-            return report(step, value, extras)
-
-        result = self.inner.train(
-            config, budget_steps=budget_steps, resume_from=resume_from, report=wrapped
-        )
-        compute = getattr(result, "compute", None)
-        unit = getattr(result, "compute_unit", "tokens")
-        if isinstance(compute, int | float) and compute > 0:
-            exact = compute * (self.tokens_per_step if unit == "steps" else 1)
-            if unit in ("steps", "tokens"):
-                self.progress.advance(exact - counted[0])
-        return result
-
-
-def _tokens_since(last: int | None, step: int, tokens_per_step: int) -> float:
-    """Tokens trained since the previous report (0 when the resume step is unknown:
-    the call's own compute count squares it at the end)."""
-    if last is None:
-        return 0.0
-    return float(max(step - int(last), 0) * tokens_per_step)

@@ -1,0 +1,258 @@
+"""``lawsearch run | worker | report`` end to end on journal files in tmp_path."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from lawsearch.cli import main
+from lawsearch.cli._run import execute, recover_orphans
+from lawsearch.config import load_study
+from lawsearch.train import TrainResult
+
+P = "lawsearch:"
+
+
+class SyntheticTrainer:
+    """Loss = E(mixture, lr) + A (t + 10)^-0.5: the mixture nearest TARGET and lr 3e-3 win."""
+
+    TARGET: ClassVar[dict[str, float]] = {"a": 0.5, "b": 0.3, "c": 0.2}
+    compute_unit = "steps"
+
+    def __init__(self, eval_every: int) -> None:
+        self.eval_every = eval_every
+        self.calls: list[tuple[int, int]] = []
+
+    def loss(self, config: Mapping[str, Any], step: int) -> float:
+        w = config["mixture"]
+        lr = float(config["schedule"]["peak_lr"])
+        e = 2.0 + 4.0 * sum((w[d] - v) ** 2 for d, v in self.TARGET.items())
+        e += 0.3 * math.log(lr / 3e-3) ** 2
+        return e + 3.0 * (step + 10.0) ** -0.5
+
+    def train(
+        self,
+        config: Mapping[str, Any],
+        *,
+        budget_steps: int,
+        resume_from: str | None = None,
+        report: Any,
+    ) -> TrainResult:
+        start = int(resume_from.split(":")[1]) if resume_from else 0
+        self.calls.append((start, budget_steps))
+        steps, values = [], []
+        step = start
+        stopped = False
+        while step < budget_steps:
+            step = min(step + self.eval_every, budget_steps)
+            v = self.loss(config, step)
+            steps.append(step)
+            values.append(v)
+            if report(step, v, {"lr": float(config["schedule"]["peak_lr"])}):
+                stopped = True
+                break
+        return TrainResult(
+            final_step=step,
+            final_value=values[-1] if values else math.nan,
+            steps=tuple(steps),
+            values=tuple(values),
+            checkpoint=f"synthetic:{step}",
+            compute=float(step - start),
+            compute_unit="steps",
+            stopped=stopped,
+        )
+
+
+def _write_study(tmp_path: Path, **changes: str) -> Path:
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.txt").write_text(f"domain {name}\n")
+    sections = {
+        "study": 'name = "tiny"\nseed = 3',
+        "domains.a": 'paths = ["a.txt"]',
+        "domains.b": 'paths = ["b.txt"]',
+        "domains.c": 'paths = ["c.txt"]',
+        "search_space": 'schedules = ["cosine"]\npeak_lr = [1e-3, 1e-2]',
+        "budgets": "short_tokens = 2560\nfull_tokens = 12800",  # 40 and 200 steps
+        "law": 'name = "power"',
+        "pruner": "quantile = 0.2\nkeep_fraction = 0.5\nmin_trials = 2",
+        "search": "candidates = 6\nsurvivors = 2\nrungs = [1.0]",
+        "train": "batch_size = 4\nseq_len = 16\neval_every = 5",
+    }
+    sections.update(changes)
+    path = tmp_path / "tiny.toml"
+    path.write_text("\n".join(f"[{k}]\n{v}\n" for k, v in sections.items()))
+    return path
+
+
+# ---- bad study files: exit 2, clear message, nothing written ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"search": "candidates = 6\nsurvivers = 2"}, r"`search.survivers`.*'survivors'"),
+        (
+            {
+                "domains.a": 'paths = ["a.txt"]\nlow = 0.9',
+                "domains.b": 'paths = ["b.txt"]\nlow = 0.3',
+            },
+            r"`domains.\*.low`: the lower bounds sum to 1.2 > 1",
+        ),
+        ({"domains.c": 'paths = ["missing.jsonl"]'}, r"`domains.c.paths\[0\]` = 'missing.jsonl'"),
+        (
+            {"train": "batch_size = 4\nseq_len = 16\neval_every = 10"},
+            r"`budgets.short_tokens` = 2,560 gives 40 steps.*needs at least 5 points",
+        ),
+        ({"study": 'name = "tiny"\nstorage = "sqlite:///tiny.db"'}, r"SQLite cannot host parallel"),
+    ],
+)
+@pytest.mark.parametrize("command", ["run", "worker", "report"])
+def test_bad_study_exits_2_and_writes_nothing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    change: dict[str, str],
+    message: str,
+) -> None:
+    study = _write_study(tmp_path, **change)
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main([command, str(study)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"lawsearch {command}: error: ")
+    assert "Traceback" not in err
+    import re
+
+    assert re.search(message, err), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert not (tmp_path / "runs").exists()
+
+
+def test_report_without_a_run_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    study = _write_study(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(study)]) == 2
+    assert "no study storage at" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+# ---- the search end to end on a synthetic trainer ----------------------------------------
+
+
+def _load(study: Path, root: Path) -> tuple[Any, optuna.Study]:
+    cfg = load_study(study, run_root=root)
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(cfg.study.storage)
+    )
+    return cfg, optuna.load_study(study_name="tiny", storage=storage)
+
+
+@pytest.mark.slow
+def test_run_resume_and_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    study_file = _write_study(tmp_path)
+    cfg = load_study(study_file, run_root=tmp_path)
+    trainer = SyntheticTrainer(cfg.train.eval_every)
+    assert execute(cfg, trainer=trainer, progress=True) == 0
+    out = capsys.readouterr()
+    assert "| rank | trial | state" in out.out
+    assert f"dashboard: optuna-dashboard {cfg.study.storage}" in out.out
+    assert "search" in out.err  # the tqdm bar
+    _, study = _load(study_file, tmp_path)
+    trials = study.get_trials(deepcopy=False)
+    states = {t.state for t in trials}
+    assert TrialState.COMPLETE in states
+    assert TrialState.RUNNING not in states
+    roots = [t for t in trials if f"{P}parent" not in t.user_attrs]
+    assert len(roots) == cfg.search.candidates
+    predicted = [t for t in trials if f"{P}predicted_final" in t.user_attrs]
+    assert predicted and all(
+        isinstance(t.user_attrs[f"{P}predicted_final"], float) for t in predicted
+    )
+    continued = [t for t in trials if f"{P}parent" in t.user_attrs]
+    assert continued and all(t.user_attrs[f"{P}resume_step"] > 0 for t in continued)
+    assert max(max(t.intermediate_values) for t in continued) == cfg.full_steps
+    report = cfg.report_dir
+    for name in ("table.md", "table.csv", "summary.json", "curves.png"):
+        assert (report / name).stat().st_size > 0
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["compute_fraction"] < 0.7
+    # the pick is near the synthetic optimum
+    best = summary["lineages"][0]
+    assert best["observed"] is not None
+
+    # re-running resumes: no candidate is trained again
+    n_calls = len(trainer.calls)
+    n_trials = len(trials)
+    assert execute(cfg, trainer=trainer, progress=False) == 0
+    capsys.readouterr()
+    assert len(trainer.calls) == n_calls
+    assert len(study.get_trials(deepcopy=False)) == n_trials
+
+    # the report is rebuilt from storage alone
+    (report / "table.md").unlink()
+    assert main(["report", str(study_file), "--root", str(tmp_path)]) == 0
+    assert (report / "table.md").read_text().startswith("# tiny")
+    assert "| rank | trial | state" in capsys.readouterr().out
+
+
+def test_interrupted_trial_of_a_dead_process_is_retried(tmp_path: Path) -> None:
+    study_file = _write_study(tmp_path)
+    cfg = load_study(study_file, run_root=tmp_path)
+    from lawsearch.config import open_storage
+
+    # a process asked for a continuation of candidate 0, trained to step 45 and died
+    study = optuna.create_study(study_name="tiny", storage=open_storage(cfg))
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    trial.set_user_attr(f"{P}parent", 0)
+    trial.set_user_attr(f"{P}resume_step", 40)
+    trial.set_user_attr(f"{P}checkpoint", "synthetic:40")
+    trial.report(1.1, 40)
+    trial.report(1.0, 45)
+    assert recover_orphans(study, alone=False) == []  # another worker may own it
+    assert recover_orphans(study, alone=True) == [trial.number]
+    trials = study.get_trials(deepcopy=False)
+    assert trials[0].state == TrialState.FAIL
+    retry = trials[1]
+    assert retry.state == TrialState.WAITING
+    assert retry.user_attrs[f"{P}retry_of"] == trial.number
+    assert retry.user_attrs[f"{P}checkpoint"] == "synthetic:40"
+    assert retry.params == trials[0].params
+    assert retry.intermediate_values == {40: 1.1}  # the parent's curve, up to the checkpoint
+
+
+@pytest.mark.slow
+def test_rerun_retries_a_candidate_left_running(tmp_path: Path) -> None:
+    study_file = _write_study(tmp_path)
+    cfg = load_study(study_file, run_root=tmp_path)
+    from lawsearch.config import open_storage
+
+    study = optuna.create_study(study_name="tiny", storage=open_storage(cfg))
+    orphan = study.ask()  # a candidate whose process died before it reported
+    trainer = SyntheticTrainer(cfg.train.eval_every)
+    assert execute(cfg, trainer=trainer, progress=False, out=io.StringIO()) == 0
+    trials = study.get_trials(deepcopy=False)
+    assert trials[orphan.number].state == TrialState.FAIL
+    assert trials[orphan.number].user_attrs[f"{P}surplus"] == 1.0
+    retried = [
+        t
+        for t in trials
+        if t.user_attrs.get(f"{P}retry_of") == orphan.number and f"{P}parent" not in t.user_attrs
+    ]
+    assert len(retried) == 1 and retried[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    candidates = [
+        t for t in trials if f"{P}parent" not in t.user_attrs and f"{P}surplus" not in t.user_attrs
+    ]
+    assert len(candidates) == cfg.search.candidates
+    assert all(t.state != TrialState.RUNNING for t in trials)
