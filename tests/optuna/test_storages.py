@@ -45,6 +45,7 @@ def test_in_memory() -> None:
     _run_and_check(optuna.storages.InMemoryStorage(), "mem")
 
 
+@pytest.mark.slow  # one SQLite transaction per attr write
 def test_sqlite(tmp_path: Path) -> None:
     _run_and_check(f"sqlite:///{tmp_path / 'study.db'}", "sqlite")
 
