@@ -68,8 +68,12 @@ def trial_figure(
     law: Law | str | None = None,
     target_step: int | None = None,
     level: float = 0.8,
+    fit: FitResult | None = None,
 ) -> MplFigure:
-    """A matplotlib figure: observed curve, fitted law and its extrapolation band."""
+    """A matplotlib figure: observed curve, fitted law and its extrapolation band.
+
+    ``fit`` draws a given fit (e.g. the pruner's pooled one) instead of refitting.
+    """
     from matplotlib.figure import Figure
 
     items = sorted(trial.intermediate_values.items())
@@ -80,11 +84,12 @@ def trial_figure(
     ax.plot(steps, values, "o", ms=3, color="C0", label="reported")
     end = float(target_step or (steps.max() if steps.size else 1.0))
     title = f"trial {trial.number} ({trial.state.name.lower()})"
-    try:
-        fit, _ = fit_trial(trial, law=law, target_step=int(end))
-    except ValueError as exc:
-        ax.set_title(f"{title}: no fit ({exc})", fontsize=8)
-        return fig
+    if fit is None:
+        try:
+            fit, _ = fit_trial(trial, law=law, target_step=int(end))
+        except ValueError as exc:
+            ax.set_title(f"{title}: no fit ({exc})", fontsize=8)
+            return fig
     if fit.ok:
         first = float(steps[np.isfinite(values)].min())
         grid = np.unique(np.concatenate([np.geomspace(max(first, 1.0), end, 200), [end]]))
@@ -112,6 +117,7 @@ def save_trial_figure(
     law: Law | str | None = None,
     target_step: int | None = None,
     level: float = 0.8,
+    fit: FitResult | None = None,
 ) -> str:
     """Draw ``trial_figure`` as a PNG and upload it to the artifact store.
 
@@ -124,7 +130,7 @@ def save_trial_figure(
     """
     from optuna.artifacts import upload_artifact
 
-    fig = trial_figure(trial, law=law, target_step=target_step, level=level)
+    fig = trial_figure(trial, law=law, target_step=target_step, level=level, fit=fit)
     owner: optuna.Study | FrozenTrial = trial if trial.state == TrialState.RUNNING else study
     with tempfile.TemporaryDirectory(prefix="lawsearch-") as tmp:
         path = os.path.join(tmp, f"trial-{trial.number}-extrapolation.png")

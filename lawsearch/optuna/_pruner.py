@@ -276,10 +276,12 @@ class LawPruner(BasePruner):
             with self._lock:
                 self._decided[key] = (decision, prediction)
         if decision and self.artifact_store is not None:
-            self._save_figure(study, trial)
+            self._save_figure(study, trial, prediction)
         return decision
 
-    def _save_figure(self, study: optuna.Study, trial: FrozenTrial) -> None:
+    def _save_figure(
+        self, study: optuna.Study, trial: FrozenTrial, prediction: Prediction | None
+    ) -> None:
         from lawsearch.optuna._dashboard import save_trial_figure
 
         try:
@@ -290,6 +292,7 @@ class LawPruner(BasePruner):
                 law=self._law,
                 target_step=self.target_step,
                 level=1.0 - 2.0 * self.quantile,
+                fit=None if prediction is None else prediction.fit,
             )
         except (OSError, ValueError) as exc:  # a figure must never stop the search
             warnings.warn(
