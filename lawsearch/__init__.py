@@ -37,6 +37,8 @@ _EXPORTS: dict[str, str] = {
     "suggest_mixture": "lawsearch.optuna",
     "suggest_schedule": "lawsearch.optuna",
     "set_schedule": "lawsearch.optuna",
+    "StudyConfig": "lawsearch.config",
+    "load_study": "lawsearch.config",
 }
 
 __all__ = ["__version__", *_EXPORTS]
