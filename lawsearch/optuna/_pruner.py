@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 import threading
 import time
 import warnings
@@ -15,7 +16,6 @@ import optuna
 from optuna.pruners import BasePruner
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
-from scipy.stats import norm
 
 from lawsearch.laws import FitResult, Law, get_law
 from lawsearch.optuna import _attrs
@@ -454,7 +454,7 @@ class LawPruner(BasePruner):
             var += grad(names.index(n)) ** 2 * sd**2
         var += fit.calibration.get("noise", 0.0) ** 2
         sd_log = math.sqrt(var) if math.isfinite(var) and var >= 0 else math.inf
-        z = float(norm.ppf(1.0 - self.quantile))
+        z = statistics.NormalDist().inv_cdf(1.0 - self.quantile)
         mean = math.exp(min(base, _EXP_CAP))
         if not math.isfinite(sd_log):  # no usable uncertainty: an uninformative interval
             return mean, math.exp(-_EXP_CAP), math.exp(_EXP_CAP)
