@@ -1,0 +1,247 @@
+"""RetrievalRerank: the flow, its compute, and continuation without loss or duplicates."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from lawsearch.optuna import attrs
+from lawsearch.search import CHECKPOINT_OUT, RUNG, RetrievalRerank, SearchResult
+from lawsearch.train._replay import ReplayCurve, ReplayTrainer
+
+N = 9
+BUDGETS = (6, 18, 54)
+
+
+def _curves(n: int = N) -> dict[int, ReplayCurve]:
+    """Power-law curves; config 0 has the best final but ranks only 4th at the short budget."""
+    steps = np.arange(1, BUDGETS[-1] + 1)
+    out = {}
+    for i in range(n):
+        e = 2.0 + 0.25 * i
+        a = 2.5 if i == 0 else 1.0
+        out[i] = ReplayCurve.of(steps, e + a * steps**-0.6)
+    return out
+
+
+def _search(trainer: ReplayTrainer, n: int = N) -> RetrievalRerank:
+    return RetrievalRerank(
+        budgets=BUDGETS,
+        n_candidates=n,
+        trainer=trainer,
+        config=lambda t: {"config_id": t.suggest_int("config_id", 0, n - 1)},
+        eta=3.0,
+    )
+
+
+def _study(storage=None, name: str = "s", n: int = N) -> optuna.Study:
+    study = optuna.create_study(
+        storage=storage, study_name=name, sampler=optuna.samplers.RandomSampler(seed=0)
+    )
+    for i in range(n):  # the retrieved candidates: each config once
+        study.enqueue_trial({"config_id": i})
+    return study
+
+
+def _check_invariants(study: optuna.Study, search: RetrievalRerank) -> Counter:
+    budgets = search.budgets
+    trials = study.get_trials()
+    assert not [t for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]
+    trained = Counter(
+        (t.user_attrs[attrs.PARENT], t.user_attrs[RUNG])
+        for t in trials
+        if attrs.PARENT in t.user_attrs and t.state == TrialState.COMPLETE
+    )
+    assert trained and max(trained.values()) == 1, trained  # no duplicated continuation
+    assert search.eligible(study) == []  # no lost continuation
+    for t in trials:
+        if attrs.PARENT in t.user_attrs and t.state == TrialState.COMPLETE:
+            parent = trials[t.user_attrs[attrs.PARENT]]
+            assert t.user_attrs[attrs.RESUME_STEP] == budgets[t.user_attrs[RUNG] - 1]
+            assert t.user_attrs[attrs.CHECKPOINT] == parent.user_attrs[CHECKPOINT_OUT]
+            assert t.params == parent.params
+            # the continuation carries the parent's curve and extends it
+            assert max(t.intermediate_values) == budgets[t.user_attrs[RUNG]]
+            assert set(parent.intermediate_values) < set(t.intermediate_values)
+    return trained
+
+
+def test_flow_picks_the_best_and_counts_compute_once() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trainer = ReplayTrainer(_curves())
+    search = _search(trainer)
+    study = _study()
+    res = search.run(study)
+    assert isinstance(res, SearchResult)
+    trained = _check_invariants(study, search)
+    # 9 candidates -> 3 continue to 12 -> 1 continues to 36
+    assert sorted(Counter(r for _, r in trained.elements()).items()) == [(1, 3), (2, 1)]
+    assert res.best_params == {"config_id": 0} and res.best_budget == 54
+    assert res.table[0]["rank"] == 1 and len(res.table) == N
+    expected = 9 * 6 + 3 * (18 - 6) + 1 * (54 - 18)
+    assert res.compute_steps == trainer.compute_used == expected
+    assert res.full_compute_steps == N * 54
+    assert res.compute_fraction < 0.3
+    short = [t for t in study.trials if t.user_attrs.get(RUNG) == 0]
+    assert all(t.user_attrs[attrs.FIT_STATUS] == "ok" for t in short)
+    assert all(
+        t.user_attrs[attrs.PREDICTED_LO] <= t.user_attrs[attrs.PREDICTED_FINAL] < t.value
+        for t in short
+    )
+    assert "| rank | candidate |" in res.to_markdown()
+
+
+def test_user_objective_with_trial_report_and_threads() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    curves = _curves()
+    ran: list[tuple[int, int, str | None]] = []
+
+    def objective(trial: optuna.Trial, budget_steps: int, resume_from: str | None) -> str:
+        cid = trial.suggest_int("config_id", 0, N - 1)
+        start = int(resume_from.split("@")[1]) if resume_from else 0
+        c = curves[cid]
+        for s, v in zip(c.steps, c.values, strict=True):
+            if start < s <= budget_steps:
+                trial.report(float(v), int(s))
+        ran.append((cid, budget_steps, resume_from))
+        return f"ckpt-{cid}@{budget_steps}"
+
+    search = RetrievalRerank(budgets=BUDGETS, n_candidates=N, objective=objective, eta=3.0)
+    study = _study()
+    res = search.run(study, n_workers=2)
+    _check_invariants(study, search)
+    assert res.best_params == {"config_id": 0}
+    resumed = [r for r in ran if r[2] is not None]
+    assert len(resumed) == 4 and len(ran) == 13
+    assert all(r[2] == f"ckpt-{r[0]}@{BUDGETS[BUDGETS.index(r[1]) - 1]}" for r in resumed)
+
+
+def test_duplicate_continuation_is_not_trained_twice() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trainer = ReplayTrainer(_curves(3))
+    search = RetrievalRerank(
+        budgets=(6, 54),
+        n_candidates=3,
+        trainer=trainer,
+        config=lambda t: {"config_id": t.suggest_int("config_id", 0, 2)},
+        eta=3.0,
+    )
+    study = _study(n=3)
+    original = search._promote
+    calls = {"n": 0}
+
+    def racing_promote(s: optuna.Study) -> bool:
+        # two workers checked at the same time: both add the same continuation
+        eligible = search.eligible(s)
+        added = original(s)
+        if eligible and calls["n"] == 0:
+            calls["n"] += 1
+            for node in eligible:
+                parent = s.trials[node.number]
+                s.add_trial(
+                    optuna.trial.create_trial(
+                        state=TrialState.WAITING,
+                        params=parent.params,
+                        distributions=parent.distributions,
+                        user_attrs={
+                            attrs.PARENT: node.number,
+                            RUNG: 1,
+                            attrs.RESUME_STEP: 6,
+                            attrs.CHECKPOINT: node.checkpoint,
+                        },
+                    )
+                )
+        return added
+
+    search._promote = racing_promote  # type: ignore[method-assign]
+    search.run(study)
+    dups = [t for t in study.trials if "lawsearch:duplicate_of" in t.user_attrs]
+    assert len(dups) == 1 and dups[0].state == TrialState.FAIL
+    assert not dups[0].intermediate_values or max(dups[0].intermediate_values) == 6
+    _check_invariants(study, search)
+    assert trainer.compute_used == 3 * 6 + (54 - 6)
+
+
+def test_bad_options() -> None:
+    t = ReplayTrainer(_curves(2))
+    with pytest.raises(ValueError, match="`budgets` must be positive and strictly increasing"):
+        RetrievalRerank(budgets=(10, 5), n_candidates=2, trainer=t, config=dict)
+    with pytest.raises(ValueError, match="exactly one of `objective` or `trainer`"):
+        RetrievalRerank(budgets=(1, 5), n_candidates=2)
+    with pytest.raises(ValueError, match="`config`"):
+        RetrievalRerank(budgets=(1, 5), n_candidates=2, trainer=t)
+    with pytest.raises(ValueError, match="`eta` must be > 1"):
+        RetrievalRerank(budgets=(1, 5), n_candidates=2, trainer=t, config=dict, eta=1.0)
+
+
+# --- two processes on one storage -----------------------------------------------------
+
+
+def _worker(url: str, name: str) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = _storage(url)
+    study = optuna.load_study(
+        study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler()
+    )
+    _search(ReplayTrainer(_curves())).work(study)
+
+
+def _storage(url: str):
+    if url.startswith("journal:"):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        return JournalStorage(JournalFileBackend(url[len("journal:") :]))
+    return optuna.storages.RDBStorage(url)
+
+
+def _two_processes(url: str, name: str) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = _study(_storage(url), name)
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(url, name)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=600)
+    assert [p.exitcode for p in procs] == [0, 0]
+    search = _search(ReplayTrainer(_curves()))
+    _check_invariants(study, search)
+    res = search.result(study)
+    assert res.best_params == {"config_id": 0}
+    assert res.compute_steps == 9 * 6 + 3 * 12 + 36
+    by_proc = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(by_proc) == 13
+
+
+@pytest.mark.slow
+def test_two_processes_on_a_journal_file(tmp_path: Path) -> None:
+    _two_processes(f"journal:{tmp_path / 'journal.log'}", "journal")
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_processes_on_postgresql(postgres_url: str) -> None:
+    name = f"rerank-{np.random.default_rng().integers(1 << 30)}"
+    try:
+        _two_processes(postgres_url, name)
+    finally:
+        optuna.delete_study(study_name=name, storage=postgres_url)
+
+
+def test_values_are_plain_and_finite_or_none() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = _study()
+    _search(ReplayTrainer(_curves())).run(study)
+    for t in study.trials:
+        for k, v in t.user_attrs.items():
+            if k.startswith("lawsearch:") and v is not None:
+                assert type(v) in (int, float, str), (k, v)
+                assert not isinstance(v, float) or math.isfinite(v)
