@@ -565,7 +565,6 @@ class TransformersTrainer:
     ) -> TrainResult:
         """Train ``config`` up to optimizer step ``budget_steps`` (absolute), reporting evals."""
         import torch
-        import torch.nn.functional as F
 
         if not isinstance(budget_steps, int | np.integer) or budget_steps < 1:
             raise ValueError(f"`budget_steps` must be a positive integer; got {budget_steps!r}.")
@@ -603,8 +602,6 @@ class TransformersTrainer:
         model.train()
 
         stop_at = min(int(budget_steps), schedule.total_steps)
-        local = ts.batch_size // dist.world
-        V = self.model_spec.vocab_size
         start_step, lrs = run.step, []
         steps: list[int] = []
         values: list[float] = []
@@ -618,33 +615,8 @@ class TransformersTrainer:
             lr = float(schedule.lr(run.step))
             for group in run.optimizer.param_groups:
                 group["lr"] = lr
-            doms, rows = run.stream.take(ts.batch_size)
-            for d in doms:
-                run.rows_seen[int(d)] += 1
-            mine = slice(dist.rank * local, (dist.rank + 1) * local)
-            batch = np.stack(
-                [
-                    self._blocks[int(d)].train[int(r)]
-                    for d, r in zip(doms[mine], rows[mine], strict=True)
-                ]
-            )
-            x = torch.from_numpy(batch).to(device, torch.long, non_blocking=True)
-            with _autocast_ctx(device, amp_dtype):
-                logits = model(input_ids=x[:, :-1]).logits
-            loss = F.cross_entropy(logits.float().reshape(-1, V), x[:, 1:].reshape(-1))
-            if run.scaler is not None:
-                run.scaler.scale(loss).backward()
-                run.scaler.unscale_(run.optimizer)
-            else:
-                loss.backward()
-            if ts.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(run.model.parameters(), ts.grad_clip)
-            if run.scaler is not None:
-                run.scaler.step(run.optimizer)
-                run.scaler.update()
-            else:
-                run.optimizer.step()
-            run.optimizer.zero_grad(set_to_none=True)
+            x = self._next_batch(run, dist, device)
+            loss = self._step(model, run, x, amp_dtype)
             lrs.append(float(run.optimizer.param_groups[0]["lr"]))
             run.intrinsic_time += lr
             run.step += 1
@@ -677,6 +649,44 @@ class TransformersTrainer:
         return self._result(
             run, schedule, start_step, steps, values, lrs, last_eval, checkpoint, stopped, elapsed
         )
+
+    def _next_batch(self, run: _Run, dist: Dist, device: Any) -> Any:
+        """This rank's share of the next global batch of the mixed stream (counted)."""
+        import torch
+
+        assert self._blocks is not None
+        doms, rows = run.stream.take(self.train_spec.batch_size)
+        for d in doms:
+            run.rows_seen[int(d)] += 1
+        local = self.train_spec.batch_size // dist.world
+        mine = slice(dist.rank * local, (dist.rank + 1) * local)
+        pairs = zip(doms[mine], rows[mine], strict=True)
+        batch = np.stack([self._blocks[int(d)].train[int(r)] for d, r in pairs])
+        return torch.from_numpy(batch).to(device, torch.long, non_blocking=True)
+
+    def _step(self, model: Any, run: _Run, x: Any, amp_dtype: Any) -> Any:
+        """One optimizer step on blocks ``x``: forward, cross-entropy, backward, clip, AdamW."""
+        import torch
+        import torch.nn.functional as F
+
+        with _autocast_ctx(x.device, amp_dtype):
+            logits = model(input_ids=x[:, :-1]).logits
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
+        scaler = run.scaler
+        if scaler is not None:  # float16 only
+            scaler.scale(loss).backward()
+            scaler.unscale_(run.optimizer)
+        else:
+            loss.backward()
+        if self.train_spec.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(run.model.parameters(), self.train_spec.grad_clip)
+        if scaler is not None:
+            scaler.step(run.optimizer)
+            scaler.update()
+        else:
+            run.optimizer.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        return loss
 
     def _extras(
         self, run: _Run, ev: Mapping[str, Any], schedule: Schedule, train_loss: float
