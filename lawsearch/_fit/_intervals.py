@@ -43,7 +43,7 @@ _FALLBACK_RATE = 0.05
 _EXTRAP_INFLATE = 1.0
 #: log-loss sd per unit of unseen LR drop (fraction of the peak LR): the annealing
 #: a prefix has not seen is the largest extrapolation error on LLM curves
-_LR_DROP_SD = 0.035
+_LR_DROP_SD = 0.04
 
 
 def backtest_rate(result: FitResult) -> float:
@@ -126,13 +126,18 @@ def predictive_interval(
             pred = np.asarray(law.evaluate(th, feats), dtype=float)
             if np.all(np.isfinite(pred)) and np.all(pred > 0):
                 draws[k] = np.log(pred)
+    param_var = draws.var(axis=0)
     noise = float(result.calibration.get("noise", 0.0))
     draws += rng.normal(0.0, noise, size=draws.shape)
     horizon = _log_horizon(result, steps)
     if np.any(horizon > 0):
         rate = _EXTRAP_INFLATE * backtest_rate(result)
         shift = rng.standard_normal(_N_DRAWS)  # one extrapolation error per draw
-        sd = np.hypot(rate * horizon, _LR_DROP_SD * unseen_lr_drop(result, steps, track))
+        # the backtest error already contains the parameter error the Laplace
+        # draws carry: add only what they leave unexplained
+        bt_var = np.clip((rate * horizon) ** 2 - param_var, 0.0, None)
+        drop = _LR_DROP_SD * unseen_lr_drop(result, steps, track)
+        sd = np.sqrt(bt_var + drop**2)
         draws += shift.reshape(-1, *([1] * center.ndim)) * sd.reshape(
             sd.shape + (1,) * (center.ndim - 1)
         )

@@ -49,8 +49,6 @@ def _validate(
     fixed: Mapping[str, float],
     prior: Mapping[str, Prior],
 ) -> list[Curve]:
-    if isinstance(shared, str):
-        raise ValueError(f"`shared` must be a sequence of names; got the string {shared!r}.")
     law._check_names(dict.fromkeys(shared), "shared")
     law._check_names(fixed, "fixed")
     law._check_names(prior, "prior")
@@ -105,6 +103,7 @@ class _Blocks:
     own_pos: IntArray
     extra: Callable[[FloatArray], FloatArray] | None  # rows on the shared values only
     n_extra: int
+    sparse: bool = True
 
     @property
     def s(self) -> int:
@@ -151,7 +150,7 @@ class _Blocks:
                 loss="huber",
                 f_scale=delta,
                 method="trf",
-                jac_sparsity=self.sparsity(),
+                jac_sparsity=self.sparsity() if self.sparse else None,
                 x_scale="jac",
                 **kw,
             )
@@ -173,6 +172,7 @@ def fit_pooled(
     shared: Sequence[str],
     fixed: Mapping[str, float] | None = None,
     prior: Mapping[str, Prior] | None = None,
+    sparse: bool = True,
 ) -> list[FitResult]:
     """Fit ``shared`` parameters jointly across ``curves``, the rest per curve.
 
@@ -183,6 +183,8 @@ def fit_pooled(
         fixed: parameters held at given values in every run.
         prior: Gaussian priors ``name -> (mean, sd)``; on a shared parameter it
             counts once, on a per-run parameter once per run.
+        sparse: exploit the block structure of the Jacobian (False solves the
+            same problem with dense finite differences; for checking only).
 
     Returns:
         One ``FitResult`` per curve (same order) with the full parameter values,
@@ -192,6 +194,11 @@ def fit_pooled(
     Raises:
         ValueError: on bad input; the message names the offending curve index.
     """
+    if isinstance(shared, str):
+        raise ValueError(
+            f"`shared` must be a sequence of names; got the string {shared!r} "
+            f"(write shared=({shared!r},))."
+        )
     fixed = dict(fixed or {})
     prior = dict(prior or {})
     shared = tuple(shared)
@@ -220,6 +227,7 @@ def fit_pooled(
         own_pos=own_pos,
         extra=extra,
         n_extra=len(sh_prior),
+        sparse=sparse,
     )
     best = _multistart(law, probs, projs, starts, full, shared_pos)
     if best is None:
@@ -332,6 +340,7 @@ def _projected_stage(
         own_pos=own,
         extra=full.extra,
         n_extra=full.n_extra,
+        sparse=full.sparse,
     )
     lo, hi = probs[0].lo[nonlin], probs[0].hi[nonlin]
     zl, zh = _bounds(lo, hi, blocks, len(probs))
