@@ -15,6 +15,8 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "MixtureSurrogate": "lawsearch._surrogate",
     "ReplayTrainer": "lawsearch.train",
+    "RetrievalRerank": "lawsearch.search",
+    "SearchResult": "lawsearch.search",
     "Schedule": "lawsearch.schedules",
     "intrinsic_time": "lawsearch.schedules",
     "annealing_momentum": "lawsearch.schedules",
