@@ -245,3 +245,32 @@ def test_values_are_plain_and_finite_or_none() -> None:
             if k.startswith("lawsearch:") and v is not None:
                 assert type(v) in (int, float, str), (k, v)
                 assert not isinstance(v, float) or math.isfinite(v)
+
+
+def test_with_law_sampler_and_suggest_mixture() -> None:
+    """Candidates retrieved by LawSampler over a mixture; a user objective reports the curve."""
+    from lawsearch.optuna import LawSampler, suggest_mixture
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    domains = ("code", "web", "books")
+    ideal = np.array([0.2, 0.5, 0.3])
+
+    def objective(trial: optuna.Trial, budget_steps: int, resume_from: str | None) -> str:
+        w = np.array(list(suggest_mixture(trial, "mix", domains).values()))
+        start = int(resume_from) if resume_from else 0
+        e = 2.0 + float(((w - ideal) ** 2).sum())
+        for s in range(start + 1, budget_steps + 1):
+            trial.report(e + 1.5 * s**-0.6, s)
+        return str(budget_steps)
+
+    study = optuna.create_study(sampler=LawSampler(seed=0, min_history=4, n_candidates=256))
+    search = RetrievalRerank(budgets=BUDGETS, n_candidates=N, objective=objective, eta=3.0)
+    res = search.run(study)
+    _check_invariants(study, search)
+    best = np.array([res.best_params[k] for k in sorted(res.best_params)])
+    assert best.size == len(domains) - 1  # the stick-breaking coordinates
+    assert res.best_budget == BUDGETS[-1]
+    finals = [
+        t.user_attrs[attrs.PREDICTED_FINAL] for t in study.trials if t.user_attrs.get(RUNG) == 0
+    ]
+    assert res.predicted_final <= sorted(finals)[2]  # the pick was a short-budget leader
