@@ -32,7 +32,7 @@ sample of finite curves that DPL keeps, per task; prefix → error of the value 
 the last epoch.
 
 Usage: ``python benchmarks/extrapolation.py [--tiny] [--out DIR] [--laws a,b]
-[--modes m,n] [--prefixes 0.1,0.2] [--taskset-curves N]``.
+[--modes m,n] [--prefixes 0.1,0.2] [--taskset-curves N] [--jobs N]``.
 """
 
 from __future__ import annotations
