@@ -186,3 +186,15 @@ def test_lrs_at_logged_steps_predict_like_the_per_step_schedule() -> None:
     a = exact.predict(future)
     b = logged.predict(future, lrs=lrs[future.astype(int)])
     np.testing.assert_allclose(b, a, rtol=2e-4)  # measured: <= 1e-5
+
+
+def test_a_constant_lr_run_reports_the_annealing_parameters_as_unidentified() -> None:
+    lr = Schedule("constant", peak_lr=3e-4, total_steps=6000, warmup_steps=300).per_step()
+    steps = np.arange(400.0, 6000.0, 64.0)
+    theta = np.array([2.8, 0.6, 0.5, 0.1, 500.0, 0.5, 0.6, 0.6])
+    y = MultiPowerLaw().predict_from(theta, steps, LRTrack(lr))
+    result = MultiPowerLaw().fit(steps, y, lrs=lr)
+    assert result.status == "degenerate"
+    for name in ("C", "beta", "gamma"):
+        assert name in result.message
+    assert np.max(np.abs(result.predict(steps) / y - 1)) < 1e-4
