@@ -300,6 +300,11 @@ def _check_prefix(law: Law, job: _Job, prefix_label: str, n_fixed: int = 0) -> N
             f"{law.name!r} needs at least {need} (free parameters + 1); raise --prefix, "
             "log more often, or use a simpler law (e.g. --law power)."
         )
+    steps, losses, lrs = _prefix_arrays(law, job)
+    try:  # the law's own input rules (e.g. a per-position law needs a loss matrix)
+        law.make_curve(steps, losses, lrs=lrs, n_fixed=n_fixed)
+    except ValueError as exc:
+        raise UserError(f"run {run.run_id!r}: law {law.name!r} cannot fit it: {exc}") from None
 
 
 def _outcome(
