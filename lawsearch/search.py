@@ -154,6 +154,9 @@ class RetrievalRerank:
         shared: law parameters pooled across trials (default ``alpha`` when present).
         pool_size: the best curves of a rung pooled with each fit.
         quantile: the optimistic quantile in (0, 0.5) used to rank with uncertainty.
+        prune: with ``trainer``, ask the study's pruner after each report (e.g. a
+            ``LawPruner`` stops clear losers inside a budget); off by default
+            because Optuna's default study pruner is ``MedianPruner``.
     """
 
     def __init__(
@@ -169,6 +172,7 @@ class RetrievalRerank:
         shared: Sequence[str] | None = None,
         pool_size: int = 8,
         quantile: float = 0.1,
+        prune: bool = False,
     ) -> None:
         b = [int(x) for x in budgets]
         if not b or any(x < 1 for x in b) or any(y <= x for x, y in itertools.pairwise(b)):
@@ -199,19 +203,21 @@ class RetrievalRerank:
         self.pool_size = int(pool_size)
         self.quantile = float(quantile)
         self._objective = (
-            objective if objective is not None else self._trainer_objective(trainer, config)
+            objective if objective is not None else self._trainer_objective(trainer, config, prune)
         )
 
     @staticmethod
-    def _trainer_objective(trainer: Any, config: Any) -> Objective:
+    def _trainer_objective(trainer: Any, config: Any, prune: bool) -> Objective:
         def objective(trial: Trial, budget_steps: int, resume_from: str | None) -> str | None:
             def report(step: int, value: float, extras: Mapping[str, Any]) -> bool:
                 trial.report(float(value), int(step))
-                return False
+                return prune and trial.should_prune()
 
             res = trainer.train(
                 config(trial), budget_steps=budget_steps, resume_from=resume_from, report=report
             )
+            if res.stopped:
+                raise optuna.TrialPruned(f"pruned at step {res.final_step}")
             return res.checkpoint
 
         return objective

@@ -274,3 +274,30 @@ def test_with_law_sampler_and_suggest_mixture() -> None:
         t.user_attrs[attrs.PREDICTED_FINAL] for t in study.trials if t.user_attrs.get(RUNG) == 0
     ]
     assert res.predicted_final <= sorted(finals)[2]  # the pick was a short-budget leader
+
+
+def test_study_pruner_stops_a_trainer_trial() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trainer = ReplayTrainer(_curves())
+    study = optuna.create_study(
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        pruner=optuna.pruners.ThresholdPruner(upper=3.3, n_warmup_steps=3),
+    )
+    for i in range(N):
+        study.enqueue_trial({"config_id": i})
+    search = RetrievalRerank(
+        budgets=BUDGETS,
+        n_candidates=N,
+        trainer=trainer,
+        config=lambda t: {"config_id": t.suggest_int("config_id", 0, N - 1)},
+        prune=True,
+    )
+    res = search.run(study)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    # at step 3 configs 4..8 are above 3.3 (config 0, 3.29, survives and wins)
+    assert sorted(t.params["config_id"] for t in pruned) == [4, 5, 6, 7, 8]
+    assert all(max(t.intermediate_values) == 3 for t in pruned)
+    assert not [
+        t for t in study.trials if t.user_attrs.get(attrs.PARENT) in {p.number for p in pruned}
+    ]
+    assert res.best_params == {"config_id": 0}
