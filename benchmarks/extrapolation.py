@@ -891,10 +891,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cell = metrics(outs, runs)
                 summary.append({"law": spec.label, "mode": mode, "prefix": prefix, **cell})
                 records += [_record(o) for o in outs]
-                for msg in cell["failures"]:
+                if cell["failures"]:  # the first reason per (law, mode) is enough to act on
                     entries = law_failures.setdefault(spec.label, [])
-                    if len(entries) < 6:
-                        entries.append(f"{mode} {prefix:.0%}: {msg}")
+                    if not any(e.startswith(f"{mode} ") for e in entries):
+                        n_bad = cell["n"] - cell["n_ok"]
+                        entries.append(
+                            f"{mode} {prefix:.0%} ({n_bad}/{cell['n']} runs): {cell['failures'][0]}"
+                        )
     taskset_rows: list[dict[str, Any]] = []
     for prefix in prefixes if curves else []:
         for spec in free:
