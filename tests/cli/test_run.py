@@ -155,7 +155,7 @@ def _load(study: Path, root: Path) -> tuple[Any, optuna.Study]:
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(cfg.study.storage)
     )
-    return cfg, optuna.load_study(study_name="tiny", storage=storage)
+    return cfg, optuna.load_study(study_name=cfg.name, storage=storage)
 
 
 @pytest.mark.slow
@@ -171,7 +171,7 @@ def test_run_resume_and_report(tmp_path: Path, capsys: pytest.CaptureFixture[str
     _, study = _load(study_file, tmp_path)
     trials = study.get_trials(deepcopy=False)
     states = {t.state for t in trials}
-    assert TrialState.COMPLETE in states
+    assert {TrialState.COMPLETE, TrialState.PRUNED} <= states
     assert TrialState.RUNNING not in states
     roots = [t for t in trials if f"{P}parent" not in t.user_attrs]
     assert len(roots) == cfg.search.candidates
@@ -256,3 +256,46 @@ def test_rerun_retries_a_candidate_left_running(tmp_path: Path) -> None:
     ]
     assert len(candidates) == cfg.search.candidates
     assert all(t.state != TrialState.RUNNING for t in trials)
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_lawsearch_run_trains_a_tiny_llama_study(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real thing, small: demo corpus, BPE, a 1-layer Llama, through `lawsearch run`."""
+    study = tmp_path / "tiny_llama.toml"
+    study.write_text(
+        '[study]\nname = "tiny_llama"\n'
+        "[model]\nhidden_size = 16\nintermediate_size = 32\nnum_layers = 1\nnum_heads = 2\n"
+        "[tokenizer]\nvocab_size = 300\n"
+        f'[corpus]\nmax_bytes_per_domain = 16000\ncache_dir = "{tmp_path / "cache"}"\n'
+        '[domains.docs]\nbuiltin = "python_docs"\n'
+        '[domains.licenses]\nbuiltin = "licenses"\n'
+        '[search_space]\nschedules = ["cosine"]\npeak_lr = [1e-5, 3e-2]\n'
+        "[budgets]\nshort_tokens = 1536\nfull_tokens = 4608\n"  # 12 and 36 steps
+        "[pruner]\nmin_trials = 2\n"
+        "[search]\ncandidates = 5\nsurvivors = 1\n"
+        '[train]\nbatch_size = 4\nseq_len = 32\neval_every = 1\neval_tokens = 256\ndevice = "cpu"\n'
+        "threads = 1\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(study), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "| rank | trial | state" in out
+    assert "dashboard: optuna-dashboard runs/tiny_llama/journal.log" in out or (
+        f"dashboard: optuna-dashboard {tmp_path}/runs/tiny_llama/journal.log" in out
+    )
+    cfg, st = _load(study, tmp_path)
+    trials = st.get_trials(deepcopy=False)
+    states = {t.state for t in trials}
+    assert {TrialState.COMPLETE, TrialState.PRUNED} <= states, states
+    for t in trials:
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            assert isinstance(t.user_attrs[f"{P}predicted_final"], float)
+            assert t.user_attrs[f"{P}tokens_per_step"] == 128.0
+    assert any(
+        max(t.intermediate_values) == cfg.full_steps for t in trials if t.intermediate_values
+    )
+    assert (cfg.report_dir / "curves.png").is_file()
+    assert list((cfg.checkpoint_dir).rglob("*.pt"))
