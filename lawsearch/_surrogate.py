@@ -85,7 +85,7 @@ class MixtureSurrogate:
         seed: int = 0,
         ridge_alpha: float = 1.0,
         n_bootstrap: int = 32,
-        max_hyperopt_points: int = 256,
+        max_hyperopt_points: int = 512,
     ) -> None:
         if kind not in _KINDS:
             raise ValueError(f"`kind` must be one of {_KINDS}; got {kind!r}.")
