@@ -53,6 +53,11 @@ class FunctionalLaw(Law):
     step), and each block contributes ``eta_bar * (F(u_start) - F(u_end))`` with
     ``F`` the integral of ``K`` and ``eta_bar = sum eta^2 / sum eta``.
 
+    On a constant-LR curve the noise floor is a constant, indistinguishable from
+    ``L0``, so a prefix before any LR change cannot tell how much annealing will
+    gain: fit ``B, tau, delta, p`` on complete runs and share or fix them
+    (``fit_pooled`` / ``fixed=``) to extrapolate through a decay.
+
     Args:
         max_blocks: the number of equal-LR-variation blocks; more is more exact.
         lr_unit: the LR unit of the noise amplitude (decorrelates ``B`` and ``p``).

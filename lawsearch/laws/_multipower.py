@@ -44,6 +44,14 @@ class MultiPowerLaw(Law):
     stand for its steps: exact for piecewise-constant schedules (each drop is
     its own block), and a second-order approximation for smooth decays.
 
+    One curve pins down the loss drop ``LD(t)`` but hardly how it splits into
+    ``B, C, beta, gamma``, and a prefix before any decay says nothing about it
+    (the fit then reports them as not identified). The paper's use, and the
+    strong one here, is to fit them on complete runs of the same model and
+    share or fix them for a new run (``fit_pooled`` / ``fixed=``): fitted on the
+    recorded 100M constant + cosine runs, MPL predicts the finals of the other
+    seven schedules to 0.2% on average.
+
     Args:
         max_blocks: the number of equal-drop-mass blocks; more is more exact
             and slower (32 keeps smooth decays within ~1e-4 of the exact sum).
