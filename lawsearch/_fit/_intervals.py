@@ -5,8 +5,9 @@ the error of an extrapolation five times past the prefix is ~1e-2: parameter
 standard errors alone cover far too little. The interval therefore adds three
 terms, in log-loss space:
 
-1. *Parameters*: draws from the Laplace (Gauss-Newton) posterior of the free
-   parameters, pushed through the law.
+1. *Parameters*: the Laplace (Gauss-Newton) covariance of the free parameters
+   propagated through the law by the delta method (gradients by central
+   differences at a tenth of each parameter's sd).
 2. *Noise*: the per-point noise of the observations (the true loss at the
    target is itself one noisy observation).
 3. *Extrapolation*: a backtest within the prefix. The law is refitted on the
@@ -17,14 +18,15 @@ terms, in log-loss space:
    observation (0 inside it). A backtest that cannot fit gives a conservative
    rate.
 
-The backtest costs two extra fits; it runs on the first call of
-``FitResult.interval`` and is cached on the result (deterministic: the fits are,
-and every draw comes from ``numpy.random.default_rng(law.seed)``).
+The terms add as variances of a Gaussian in log loss. The backtest costs two
+extra fits; it runs on the first call of ``FitResult.interval`` and is cached on
+the result. Everything is deterministic (no sampling).
 """
 
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,7 +36,6 @@ from lawsearch.laws._base import FitResult, LRTrack
 __all__ = ["backtest_rate", "predictive_interval"]
 
 FloatArray = NDArray[np.float64]
-_N_DRAWS = 400
 _CUTS = (0.5, 0.7)
 #: log-loss error per unit of log horizon assumed when no backtest is possible
 _FALLBACK_RATE = 0.05
@@ -107,45 +108,63 @@ def _compute_rate(result: FitResult) -> float:
 def predictive_interval(
     result: FitResult, steps: FloatArray, track: LRTrack | None, level: float
 ) -> tuple[FloatArray, FloatArray]:
-    """Quantiles of the loss at ``steps``: parameters, noise and extrapolation error."""
+    """Gaussian interval in log loss: parameters (delta method), noise, extrapolation."""
     law = result.law
-    theta = result.theta
-    lo_b, hi_b = law.bounds
-    names = law.param_names
-    free_idx = np.array([names.index(n) for n in result.free], dtype=int)
-    rng = np.random.default_rng(law.seed)
     feats = law.features(steps, track)
-    center = np.log(np.asarray(law.evaluate(theta, feats), dtype=float))
-    cov = result.covariance
-    draws = np.broadcast_to(center, (_N_DRAWS, *center.shape)).copy()
-    if free_idx.size and np.all(np.isfinite(cov)):
-        z = rng.multivariate_normal(np.zeros(free_idx.size), cov, size=_N_DRAWS, method="eigh")
-        for k, dz in enumerate(z):
-            th = theta.copy()
-            th[free_idx] = np.clip(theta[free_idx] + dz, lo_b[free_idx], hi_b[free_idx])
-            pred = np.asarray(law.evaluate(th, feats), dtype=float)
-            if np.all(np.isfinite(pred)) and np.all(pred > 0):
-                draws[k] = np.log(pred)
-    param_var = draws.var(axis=0)
+    center = np.log(np.asarray(law.evaluate(result.theta, feats), dtype=float))
+    param_var = _parameter_variance(result, feats, center)
     noise = float(result.calibration.get("noise", 0.0))
-    draws += rng.normal(0.0, noise, size=draws.shape)
+    var = param_var + noise**2
     horizon = _log_horizon(result, steps)
     if np.any(horizon > 0):
         rate = _EXTRAP_INFLATE * backtest_rate(result)
-        shift = rng.standard_normal(_N_DRAWS)  # one extrapolation error per draw
-        # the backtest error already contains the parameter error the Laplace
-        # draws carry: add only what they leave unexplained
-        bt_var = np.clip((rate * horizon) ** 2 - param_var, 0.0, None)
+        # the backtest error already contains the parameter error the delta
+        # method carries: add only what it leaves unexplained
+        bt_var = np.clip((rate * horizon) ** 2 - _mean_trailing(param_var), 0.0, None)
         drop = _LR_DROP_SD * unseen_lr_drop(result, steps, track)
-        sd = np.sqrt(bt_var + drop**2)
-        draws += shift.reshape(-1, *([1] * center.ndim)) * sd.reshape(
-            sd.shape + (1,) * (center.ndim - 1)
-        )
-    a = (1.0 - level) / 2.0
-    lo = np.exp(np.quantile(draws, a, axis=0))
-    hi = np.exp(np.quantile(draws, 1.0 - a, axis=0))
-    c = np.exp(center)
-    return np.minimum(lo, c), np.maximum(hi, c)
+        var = var + _expand(bt_var + drop**2, center)
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)
+    half = z * np.sqrt(var)
+    return np.exp(center - half), np.exp(center + half)
+
+
+def _parameter_variance(result: FitResult, feats: object, center: FloatArray) -> FloatArray:
+    """``g^T Cov g`` with ``g = d log L / d theta`` by central differences at 0.1 sd."""
+    law = result.law
+    names = law.param_names
+    free_idx = np.array([names.index(n) for n in result.free], dtype=int)
+    cov = np.asarray(result.covariance, dtype=float)
+    if not free_idx.size or not np.all(np.isfinite(cov)):
+        return np.zeros(center.shape)
+    theta = result.theta
+    grads = []
+    for k, j in enumerate(free_idx):
+        sd = math.sqrt(max(float(cov[k, k]), 0.0))
+        h = max(0.1 * sd, 1e-10 * (abs(float(theta[j])) + 1e-10))
+        g = np.zeros(center.shape)
+        for step in (h, 1e-3 * h):
+            up, dn = theta.copy(), theta.copy()
+            up[j] += step
+            dn[j] -= step
+            with np.errstate(all="ignore"):
+                fu = np.asarray(law.evaluate(up, feats), dtype=float)
+                fd = np.asarray(law.evaluate(dn, feats), dtype=float)
+                g = (np.log(fu) - np.log(fd)) / (2 * step)
+            if np.all(np.isfinite(g)):
+                break
+        grads.append(np.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0))
+    gm = np.stack(grads, axis=-1)  # (*shape, k)
+    var = np.einsum("...i,ij,...j->...", gm, (cov + cov.T) / 2.0, gm)
+    return np.asarray(np.clip(var, 0.0, None), dtype=float)
+
+
+def _mean_trailing(v: FloatArray) -> FloatArray:
+    """Collapse any per-position axes (Temporal law) to one value per step."""
+    return v.reshape(v.shape[0], -1).mean(axis=1) if v.ndim > 1 else v
+
+
+def _expand(v: FloatArray, like: FloatArray) -> FloatArray:
+    return v.reshape(v.shape + (1,) * (like.ndim - 1))
 
 
 def unseen_lr_drop(result: FitResult, steps: FloatArray, track: LRTrack | None) -> FloatArray:

@@ -578,7 +578,11 @@ def covariance_from(
     rank = int(np.sum(sv > tol))
     if not np.all(diag > 0):
         rank = min(rank, int(np.sum(diag > 0)))
-    cov = np.asarray(s2 * np.linalg.pinv(jtj, rcond=1e-10, hermitian=True), dtype=float)
+    # invert the column-normalised matrix: raw amplitudes and offsets differ by
+    # many orders of magnitude, and a raw pinv would truncate real directions
+    keep = sv > tol
+    inv_n = (u[:, keep] / sv[keep]) @ u[:, keep].T
+    cov = np.asarray(s2 * inv_n / np.outer(col, col), dtype=float)
     weak: list[str] = []
     if rank < k:
         null = u[:, rank:]

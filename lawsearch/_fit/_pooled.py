@@ -369,53 +369,47 @@ def _results(
     shared: tuple[str, ...],
     sigma: float,
 ) -> list[FitResult]:
-    jac = best.jac.toarray() if sp.issparse(best.jac) else np.asarray(best.jac, dtype=float)
+    jac = best.jac.tocsr() if sp.issparse(best.jac) else np.asarray(best.jac, dtype=float)
     s, m, n = full.s, full.m, len(probs)
-    # weight each curve's rows by its own noise level so the joint covariance
-    # is the Gauss-Newton posterior under per-run noise
-    scaled = jac.copy()
-    r0 = 0
-    s2s = []
+    # each curve's Jacobian block (rows of curve i; columns shared then own_i),
+    # weighted by that curve's noise so the joint covariance is the
+    # Gauss-Newton posterior under per-run noise
+    blocks, s2s, r0 = [], [], 0
     for i, p in enumerate(probs):
-        r = best.fun[r0 : r0 + p.n_obs]
-        k_i = m + s / n
-        s2 = max(float(np.sum(r**2)) / max(p.n_obs - k_i, 1.0), p.sigma**2)
-        s2s.append(s2)
-        scaled[r0 : r0 + full.rows[i]] /= math.sqrt(s2)
-        r0 += full.rows[i]
-    if full.n_extra:
-        scaled[r0:] /= sigma
-    jtj = scaled.T @ scaled
-    cov = np.linalg.pinv(jtj, rcond=1e-10, hermitian=True)
-    weak_cols = _weak_columns(jtj)
-    out = []
-    r0 = 0
-    for i, (c, p) in enumerate(zip(cvs, probs, strict=True)):
-        cols = np.concatenate([np.arange(s), s + i * m + np.arange(m)])
-        # order of the block: shared then own; FitResult wants the law's order of `free`
-        local_order = np.concatenate([full.shared_pos, full.own_pos])
-        perm = np.argsort(local_order)
-        block = cov[np.ix_(cols, cols)][np.ix_(perm, perm)]
-        weak = sorted(
-            {free[local_order[j]] for j, col in enumerate(cols) if col in weak_cols},
-            key=free.index,
-        )
         rows = slice(r0, r0 + full.rows[i])
+        r = best.fun[r0 : r0 + p.n_obs]
+        s2 = max(float(np.sum(r**2)) / max(p.n_obs - m - s / n, 1.0), p.sigma**2)
+        cols = np.concatenate([np.arange(s), s + i * m + np.arange(m)])
+        jb = jac[rows][:, cols]
+        jb = np.asarray(jb.toarray() if sp.issparse(jb) else jb, dtype=float)  # type: ignore[union-attr]
+        blocks.append((rows, jb, jb / math.sqrt(s2)))
+        s2s.append(s2)
         r0 += full.rows[i]
-        x = full.local(best.x, i)
+    extra: FloatArray | None = None
+    if full.n_extra:
+        tail = jac[r0:][:, :s]
+        dense = tail.toarray() if sp.issparse(tail) else tail  # type: ignore[union-attr]
+        extra = np.asarray(dense, dtype=float) / sigma
+    covs, weak_sets = _arrow_covariance([b[2] for b in blocks], s, m, extra)
+    local_order = np.concatenate([full.shared_pos, full.own_pos])
+    perm = np.argsort(local_order)  # shared-then-own -> the law's order of `free`
+    out = []
+    for i, (c, p) in enumerate(zip(cvs, probs, strict=True)):
+        rows, jb, _ = blocks[i]
+        weak = sorted({free[local_order[j]] for j in weak_sets[i]}, key=free.index)
         result = build_result(
             law,
             c,
             p,
-            x,
+            full.local(best.x, i),
             best.fun[rows],
             _huber_cost(best.fun[rows], law.huber_delta),
             bool(best.success) or best.status == 0,
             str(best.message),
             prior=prior,
-            jac=jac[rows][:, cols][:, perm],
+            jac=jb[:, perm],
             s2=s2s[i],
-            cov=block,
+            cov=covs[i][np.ix_(perm, perm)],
             weak=weak,
             extra={"shared": shared},
         )
@@ -423,15 +417,48 @@ def _results(
     return out
 
 
-def _weak_columns(jtj: FloatArray) -> set[int]:
-    """Columns loading on the numerical null space of ``J^T J`` (unidentified)."""
-    diag = np.diag(jtj)
+def _arrow_covariance(
+    jacs: list[FloatArray], s: int, m: int, extra: FloatArray | None
+) -> tuple[list[FloatArray], list[set[int]]]:
+    """Marginal covariance blocks of ``(J^T J)^+`` for an arrow-shaped Jacobian.
+
+    With ``J^T J = [[S, B_i], [B_i^T, D_i]]`` (shared block ``S``, per-curve
+    blocks ``D_i``), the Schur complement ``C = (S - sum B_i D_i^+ B_i^T)^+``
+    is the shared covariance and curve ``i``'s block follows from it; only
+    ``s x s`` and ``m x m`` matrices are ever factorised, so the cost grows
+    linearly with the number of curves. Also returns, per curve, the block
+    columns (shared first) that the data do not identify.
+    """
+    schur = np.zeros((s, s)) if extra is None else extra.T @ extra
+    parts = []
+    for j in jacs:
+        js, jo = j[:, :s], j[:, s:]
+        d_inv, weak_own = _pinv_weak(jo.T @ jo)
+        b = js.T @ jo
+        schur += js.T @ js - b @ d_inv @ b.T
+        parts.append((b, d_inv, weak_own))
+    c_s, weak_shared = _pinv_weak(schur)
+    covs, weak = [], []
+    for b, d_inv, weak_own in parts:
+        cross = -c_s @ b @ d_inv
+        own = d_inv + d_inv @ b.T @ c_s @ b @ d_inv
+        covs.append(np.block([[c_s, cross], [cross.T, own]]))
+        weak.append(set(weak_shared) | {s + k for k in weak_own})
+    return covs, weak
+
+
+def _pinv_weak(mat: FloatArray) -> tuple[FloatArray, list[int]]:
+    """Pseudo-inverse of a small PSD matrix and the columns in its null space."""
+    k = mat.shape[0]
+    if k == 0:
+        return np.zeros((0, 0)), []
+    diag = np.diag(mat)
     col = np.sqrt(np.clip(diag, 1e-300, None))
-    u, sv, _ = np.linalg.svd(jtj / np.outer(col, col))
-    tol = (sv.max() if sv.size else 0.0) * 1e-12
-    rank = int(np.sum(sv > tol))
+    vals, vecs = np.linalg.eigh(mat / np.outer(col, col))
+    keep = vals > max(float(vals.max()), 0.0) * 1e-12
+    inv = (vecs[:, keep] / vals[keep]) @ vecs[:, keep].T / np.outer(col, col)
     weak = {int(j) for j in np.flatnonzero(diag <= 0)}
-    if rank < jtj.shape[0]:
-        null = np.abs(u[:, rank:])
+    if not np.all(keep):
+        null = np.abs(vecs[:, ~keep])
         weak |= {int(j) for j in np.flatnonzero(null.max(axis=1) > 0.3)}
-    return weak
+    return np.asarray(inv, dtype=float), sorted(weak)

@@ -128,3 +128,21 @@ def test_bad_options_are_rejected() -> None:
         fit_pooled(PowerLaw(), curves, shared="alpha")
     with pytest.raises(ValueError, match="`curves` must be a non-empty sequence"):
         fit_pooled(PowerLaw(), [], shared=("alpha",))
+
+
+def test_arrow_covariance_equals_the_dense_inverse() -> None:
+    from lawsearch._fit._pooled import _arrow_covariance
+
+    rng = np.random.default_rng(9)
+    s, m, n = 2, 3, 4
+    jacs = [rng.normal(size=(12, s + m)) * rng.uniform(0.01, 100.0, size=s + m) for _ in range(n)]
+    dense = np.zeros((12 * n, s + n * m))
+    for i, j in enumerate(jacs):
+        dense[12 * i : 12 * (i + 1), :s] = j[:, :s]
+        dense[12 * i : 12 * (i + 1), s + i * m : s + (i + 1) * m] = j[:, s:]
+    full = np.linalg.inv(dense.T @ dense)
+    covs, weak = _arrow_covariance(jacs, s, m, None)
+    for i in range(n):
+        cols = np.concatenate([np.arange(s), s + i * m + np.arange(m)])
+        np.testing.assert_allclose(covs[i], full[np.ix_(cols, cols)], rtol=1e-8, atol=1e-14)
+        assert weak[i] == set()
