@@ -136,6 +136,9 @@ class LawPruner(BasePruner):
         keep_fraction: the fraction of trials kept at each rung.
         top_k: keep exactly the k best instead of a fraction.
         min_trials: fewest other scored trials at a rung before pruning.
+        min_improvement: the relative margin by which the optimistic end must be
+            able to beat the k-th best to survive (0: any chance to beat it; e.g.
+            0.002 prunes trials that at best tie a plateau, such as chance level).
         shared: law parameters shared across trials (None: ``alpha``/``t0`` when
             the law has them; ``()`` fits every trial on its own).
         pool_size: the best trials used to estimate shared parameters.
@@ -162,6 +165,7 @@ class LawPruner(BasePruner):
         keep_fraction: float = 0.25,
         top_k: int | None = None,
         min_trials: int = 4,
+        min_improvement: float = 0.0,
         shared: Sequence[str] | None = None,
         pool_size: int = 6,
         pool_random: int = 2,
@@ -189,6 +193,8 @@ class LawPruner(BasePruner):
             raise ValueError(f"`top_k` must be >= 1 (or None); got {top_k!r}.")
         if min_trials < 1:
             raise ValueError(f"`min_trials` must be >= 1; got {min_trials!r}.")
+        if not 0 <= min_improvement < 1:
+            raise ValueError(f"`min_improvement` must be in [0, 1); got {min_improvement!r}.")
         if full_fit_every < 1:
             raise ValueError(f"`full_fit_every` must be >= 1; got {full_fit_every!r}.")
         names = self._law.param_names
@@ -206,6 +212,7 @@ class LawPruner(BasePruner):
         self.keep_fraction = float(keep_fraction)
         self.top_k = top_k
         self.min_trials = int(min_trials)
+        self.min_improvement = float(min_improvement)
         self.shared = tuple(shared)
         self.pool_size = int(pool_size)
         self.pool_random = int(pool_random)
@@ -343,7 +350,8 @@ class LawPruner(BasePruner):
         if k > len(ranked):
             return False, pred
         kth = ranked[k - 1]
-        return (pred.lo > kth if minimize else pred.hi < kth), pred
+        margin = self.min_improvement * abs(kth)
+        return (pred.lo > kth - margin if minimize else pred.hi < kth + margin), pred
 
     # ---- fitting ------------------------------------------------------------------------
     def _fit_and_predict(

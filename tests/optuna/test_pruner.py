@@ -164,7 +164,8 @@ def test_pooled_fits_share_the_exponent() -> None:
         ({"target_step": 10, "rung_factor": 1.0}, r"`rung_factor` must be > 1"),
         ({"target_step": 10, "keep_fraction": 0.0}, r"`keep_fraction` must be in \(0, 1\]"),
         ({"target_step": 10, "shared": ("beta",)}, r"`shared` names \['beta'\]"),
-        ({"target_step": 10, "law": "nope"}, r"unknown law 'nope'"),
+        ({"target_step": 10, "law": "nope"}, r"unknown law .nope."),
+        ({"target_step": 10, "min_improvement": 1.0}, r"`min_improvement` must be in \[0, 1\)"),
     ],
 )
 def test_bad_options_raise(kwargs: dict[str, object], match: str) -> None:
@@ -181,3 +182,11 @@ def test_pooled_exponents_decide_from_a_shorter_prefix() -> None:
     assert pooled.state == alone.state == TrialState.PRUNED
     assert max(pooled.intermediate_values) == 32
     assert max(alone.intermediate_values) == 64
+
+
+def test_min_improvement_prunes_trials_that_can_at_best_tie() -> None:
+    ties = [1.0, 1.0, 1.0, 1.0]  # a plateau: the last trial can only tie the leaders
+    kept = _study(_pruner(min_trials=3), ties).trials[3]
+    cut = _study(_pruner(min_trials=3, min_improvement=0.05), ties).trials[3]
+    assert kept.state == TrialState.COMPLETE
+    assert cut.state == TrialState.PRUNED
