@@ -937,14 +937,22 @@ def build_pruner(cfg: StudyConfig) -> Any:
     )
 
 
-def build_sampler(cfg: StudyConfig) -> Any:
-    """``LawSampler`` (retrieval over the mixture simplex) around a seeded TPE."""
+def build_sampler(cfg: StudyConfig, *, worker: int = 0) -> Any:
+    """``LawSampler`` (retrieval over the mixture simplex) around a seeded TPE.
+
+    Args:
+        cfg: the study.
+        worker: 0 for the first process; each concurrent process needs its own
+            number, or seeded samplers that see the same history propose the same
+            candidates.
+    """
     import optuna
 
     from lawsearch.optuna import LawSampler
 
-    inner = optuna.samplers.TPESampler(seed=cfg.study.seed)
-    return LawSampler(inner, seed=cfg.study.seed)
+    seed = cfg.study.seed + 7919 * worker
+    inner = optuna.samplers.TPESampler(seed=seed)
+    return LawSampler(inner, seed=seed)
 
 
 def suggest_config(
@@ -1044,9 +1052,13 @@ def build_search(
                 return True
             return False
 
-        result = trainer.train(
-            config, budget_steps=budget_steps, resume_from=resume_from, report=report
-        )
+        # PostgreSQL: beat while training, so a dead worker's trial goes stale and is retried
+        from optuna.storages._heartbeat import get_heartbeat_thread
+
+        with get_heartbeat_thread(trial._trial_id, trial.study._storage):
+            result = trainer.train(
+                config, budget_steps=budget_steps, resume_from=resume_from, report=report
+            )
         trial.set_user_attr(attrs.PREFIX + "compute_tokens", float(result.final_step - start) * tps)
         if pruned[0]:
             raise optuna.TrialPruned(f"pruned at step {last[0]} by {cfg.law.name} extrapolation")

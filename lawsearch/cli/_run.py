@@ -85,7 +85,9 @@ def execute(
             study_name=cfg.name,
             storage=storage,
             direction="minimize",
-            sampler=wiring.build_sampler(cfg),
+            # concurrent processes must not share a sampler seed (same proposals); only
+            # a lone `run` keeps the study's seed (reproducible)
+            sampler=wiring.build_sampler(cfg, worker=0 if alone and not worker else os.getpid()),
             pruner=wiring.build_pruner(cfg),
             load_if_exists=True,
         )
@@ -111,6 +113,8 @@ def execute(
                 cfg, trainer=trainer, on_start=bar.on_start, on_report=bar.on_report
             )
             result = search.run(study)
+            if not worker:
+                result = _finish(study, search, cfg, bar)
         finally:
             bar.close()
     rep = reporting.collect(study, cfg)
@@ -131,6 +135,31 @@ def execute(
     artifacts = cfg.run_dir / "artifacts"
     print("dashboard: " + reporting.dashboard_command(cfg.study.storage, artifacts), file=out)
     return 0
+
+
+def _finish(study: Any, search: Any, cfg: Any, bar: Progress, poll: float = 5.0) -> Any:
+    """Wait for other workers' trials, taking any work they promote, then rerank.
+
+    ``RetrievalRerank`` has no barrier: a worker leaves when nothing is left *for
+    it*. ``run`` owes the user the final table, so it stays until no trial is
+    RUNNING or WAITING, training whatever continuation appears, and recovers the
+    trials of a worker that died meanwhile.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    while True:
+        states = {t.state for t in study.get_trials(deepcopy=False)}
+        if TrialState.RUNNING not in states and TrialState.WAITING not in states:
+            return search.result(study)
+        if TrialState.WAITING not in states:
+            bar.start(stage="waiting for other workers", trial="-")
+            time.sleep(poll)
+            if cfg.study.is_journal:
+                recover_orphans(study, alone=_live_others(cfg) == 0)
+            else:
+                optuna.storages.fail_stale_trials(study)
+        search.work(study)
 
 
 def _dashboard_figures(study: Any, cfg: Any, rep: Any, top: int = 5) -> None:
@@ -191,7 +220,7 @@ def _expected_tokens(cfg: Any) -> float:
 
 @contextlib.contextmanager
 def _worker_lock(cfg: Any) -> Iterator[bool]:
-    """Hold ``<run dir>/workers/<host>-<pid>.lock``; yield whether no other worker is alive.
+    """Hold ``<run dir>/workers/<host>-<pid>.lock``; yield whether no other local worker lives.
 
     Journal storages have no heartbeat, so liveness is an ``flock`` held for the
     life of the process: the kernel drops it when the process dies, however it
@@ -199,26 +228,36 @@ def _worker_lock(cfg: Any) -> Iterator[bool]:
     """
     folder = cfg.run_dir / LOCKS
     folder.mkdir(parents=True, exist_ok=True)
-    mine = folder / f"{socket.gethostname()}-{os.getpid()}.lock"
+    mine = _lock_path(cfg)
     fh = open(mine, "w")  # held (locked) for the whole run
     try:
         _flock(fh, blocking=True)
         fh.write(f"{os.getpid()}\n")
         fh.flush()
-        others = 0
-        for path in folder.glob("*.lock"):
-            if path == mine:
-                continue
-            if _is_held(path):
-                others += 1
-            else:
-                with contextlib.suppress(OSError):
-                    path.unlink()
-        yield others == 0 or not cfg.study.is_journal
+        yield _live_others(cfg) == 0
     finally:
         fh.close()
         with contextlib.suppress(OSError):
             mine.unlink()
+
+
+def _lock_path(cfg: Any) -> Path:
+    return cfg.run_dir / LOCKS / f"{socket.gethostname()}-{os.getpid()}.lock"
+
+
+def _live_others(cfg: Any) -> int:
+    """Other live workers of this run folder (stale lock files are removed)."""
+    mine = _lock_path(cfg)
+    others = 0
+    for path in (cfg.run_dir / LOCKS).glob("*.lock"):
+        if path == mine:
+            continue
+        if _is_held(path):
+            others += 1
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+    return others
 
 
 def _flock(fh: Any, *, blocking: bool) -> bool:
