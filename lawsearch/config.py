@@ -25,9 +25,9 @@ Sections::
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tomllib
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
@@ -474,7 +474,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if out[0] > out[1]:
             raise ValueError(f"`{key}` must be [low, high] with low <= high; got {value!r}.")
         return out
-    if origin in (dict, Mapping) or hint is Mapping or origin is types.MappingProxyType:
+    if origin in (dict, Mapping) or hint is Mapping:
         if not isinstance(value, Mapping):
             raise ValueError(f"`{key}` must be a table; got {value!r}.")
         return dict(value)
@@ -577,8 +577,6 @@ def _check_builtin(name: str, key: str) -> None:
 
 
 def _replace(obj: Any, **changes: Any) -> Any:
-    import dataclasses
-
     return dataclasses.replace(obj, **changes)
 
 
