@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "trials in study",
             "ms / report (mean)",
             "ms / decision (mean)",
-            "ms p95",
+            "ms p95 (all reports)",
             "first call ms",
         ],
         [
