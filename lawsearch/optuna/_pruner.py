@@ -519,7 +519,7 @@ class LawPruner(BasePruner):
                 params = {n: float(attrs[_attrs.PARAM_PREFIX + n]) for n in self.shared}
                 full[t.number] = (float(pred), params)
             curve = _PoolCurve.of(t, float(pred))
-            if curve is not None and curve.steps.size >= self.min_points:
+            if curve is not None and curve.steps.size >= self._law.min_points():
                 curves[t.number] = curve
         with self._lock:
             done.update(newly_done)
