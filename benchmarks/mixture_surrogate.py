@@ -72,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 idx = np.random.default_rng([n, rep]).permutation(w_tr.shape[0])[:n]
                 for kind in KINDS:
                     with timer() as t:
-                        model = MixtureSurrogate(kind, seed=rep).fit(w_tr[idx], y_tr[idx])
+                        model = MixtureSurrogate(kind, seed=rep, max_hyperopt_points=512)
+                        model.fit(w_tr[idx], y_tr[idx])
                         mean, std = model.predict(w_te)
                     pick = int(np.argmin(mean))
                     records.append(

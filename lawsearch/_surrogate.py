@@ -72,7 +72,11 @@ class MixtureSurrogate:
         seed: seeds the hyperparameter subsample and the bootstrap.
         ridge_alpha: L2 penalty of ``"ridge"`` (on standardised features).
         n_bootstrap: bootstrap refits for the ``"ridge"`` std.
-        max_hyperopt_points: cap on points used to fit GP hyperparameters.
+        max_hyperopt_points: cap on points used to fit GP hyperparameters (a
+            deterministic subsample; the posterior always uses every point). 256
+            keeps a refit inside a sampler fast; for a final pick from many runs
+            use more (on RegMix with 512 runs, a 256-run subsample once picked a
+            mixture 0.10 worse than the best, all 512 picked the best).
 
     Picklable; ``fit`` and ``predict`` may be called from several threads
     (a fit replaces the model atomically; ``predict`` uses a consistent one).
@@ -85,7 +89,7 @@ class MixtureSurrogate:
         seed: int = 0,
         ridge_alpha: float = 1.0,
         n_bootstrap: int = 32,
-        max_hyperopt_points: int = 512,
+        max_hyperopt_points: int = 256,
     ) -> None:
         if kind not in _KINDS:
             raise ValueError(f"`kind` must be one of {_KINDS}; got {kind!r}.")
