@@ -11,7 +11,7 @@ from lawsearch.recorded import SharedDataMissing, shared_data_dir
 
 ON_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_URL = os.environ.get(
-    "LAWSEARCH_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+    "LAWSEARCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
 )
 
 
