@@ -463,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rank_rows.append(
                 [variant]
                 + [
-                    fmt(np.mean([x[k] for x in got]), ".3f")
+                    fmt(np.mean([x.get(k, np.nan) for x in got]), ".3f")
                     for k in ("spearman_last", "spearman_law", "recall_last", "recall_law")
                 ]
             )
