@@ -117,7 +117,12 @@ def ground_truth(
         if not scratch and math.isfinite(lin.observed):
             steps, values, how = lin.steps, lin.values, "observed by the search"
         else:
-            resume = None if scratch else last.user_attrs.get("lawsearch:checkpoint")
+            attrs = last.user_attrs
+            resume = (
+                None
+                if scratch
+                else attrs.get("lawsearch:checkpoint_out", attrs.get("lawsearch:checkpoint"))
+            )
             done = {s: v for s, v in zip(lin.steps, lin.values, strict=True)}
             if resume is not None:
                 start = int(last.user_attrs.get("lawsearch:budget", 0))
