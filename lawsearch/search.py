@@ -377,7 +377,7 @@ class RetrievalRerank:
             (_attrs.PREDICTED_HI, hi),
         ):
             trial.set_user_attr(key, _attrs.plain(val))
-        trial.set_user_attr(_attrs.LAW, type(self._law).__name__)
+        trial.set_user_attr(_attrs.LAW, self._law.name)
         trial.set_user_attr(_attrs.FIT_STATUS, status)
 
     def _pool_prior(

@@ -426,7 +426,9 @@ class FitResult:
         """Predicted loss at ``steps`` (``lrs``: the LR at those steps, for future steps)."""
         self._require_ok()
         s = np.atleast_1d(np.asarray(steps, dtype=float))
-        return self.law.predict_from(self.theta, s, self.track_for(s, lrs))
+        pred = self.law.predict_from(self.theta, s, self.track_for(s, lrs))
+        _check_usable(pred, s, self)
+        return pred
 
     def interval(
         self, steps: ArrayLike, *, lrs: ArrayLike | None = None, level: float = 0.9
@@ -438,7 +440,9 @@ class FitResult:
         if not 0 < level < 1:
             raise ValueError(f"`level` must be in (0, 1); got {level!r}.")
         s = np.atleast_1d(np.asarray(steps, dtype=float))
-        return predictive_interval(self, s, self.track_for(s, lrs), level)
+        track = self.track_for(s, lrs)
+        _check_usable(self.law.predict_from(self.theta, s, track), s, self)
+        return predictive_interval(self, s, track, level)
 
     def summary(self) -> dict[str, Any]:
         """Plain-Python (JSON-safe) summary."""
@@ -452,6 +456,20 @@ class FitResult:
             "bic": float(self.bic),
             "n_points": int(self.n_points),
         }
+
+
+def _check_usable(pred: FloatArray, steps: FloatArray, result: FitResult) -> None:
+    """A law extrapolated into a non-positive or non-finite loss has no answer to give."""
+    bad = ~(np.isfinite(pred) & (pred > 0))
+    if np.any(bad):
+        i = int(np.flatnonzero(bad.reshape(bad.shape[0], -1).any(axis=1))[0])
+        raise FitError(
+            f"the {result.law.name} fit (status {result.status}"
+            + (f": {result.message}" if result.message else "")
+            + f") predicts a loss of {float(np.ravel(pred[i])[0]):.4g} at step {steps[i]:g}; "
+            "it cannot extrapolate that far. Fit a longer prefix, pool it with other runs, "
+            "or transfer parameters from a finished run."
+        )
 
 
 def _check_finite(values: FloatArray, name: str, steps: FloatArray | None, hint: str = "") -> None:
