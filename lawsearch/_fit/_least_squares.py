@@ -533,6 +533,24 @@ def law_starts(
     return out
 
 
+_VAGUE_RATIO = 10.0
+
+
+def _weakly_identified(
+    law: Law, theta: FloatArray, free_idx: NDArray[np.int_], se: FloatArray
+) -> list[str]:
+    """Free parameters, off their bounds, whose standard error dwarfs their value."""
+    lo, hi = law.bounds
+    names = law.param_names
+    out = []
+    for j, i in enumerate(free_idx):
+        span = hi[i] - lo[i] if np.isfinite(hi[i] - lo[i]) else 1.0
+        at_bound = min(theta[i] - lo[i], hi[i] - theta[i]) <= 1e-6 * span
+        if not at_bound and se[j] > _VAGUE_RATIO * max(abs(theta[i]), 1e-12):
+            out.append(names[i])
+    return out
+
+
 def fit_curve(
     law: Law,
     curve: Curve,
@@ -645,9 +663,17 @@ def build_result(
     if weak:
         status = "degenerate"
         message = f"parameters not identified by the data: {', '.join(weak)}"
+    se = np.sqrt(np.clip(np.diag(cov), 0.0, None)) if k else np.zeros(0)
+    if status == "ok" and k:
+        vague = _weakly_identified(law, theta, prob.free_idx, se)
+        if vague:
+            status = "degenerate"
+            message = (
+                f"parameters weakly identified (standard error > {_VAGUE_RATIO:g}x the value): "
+                f"{', '.join(vague)}; intervals will be wide. Pool runs or transfer them."
+            )
     if not success and status == "ok":
         status, message = "degenerate", f"optimizer stopped early: {solver_message}"
-    se = np.sqrt(np.clip(np.diag(cov), 0.0, None)) if k else np.zeros(0)
     stderr = {n_: 0.0 for n_ in names}
     stderr.update({free[i]: float(se[i]) for i in range(k)})
     calibration = {"noise": float(math.sqrt(s2))}
