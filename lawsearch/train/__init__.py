@@ -11,11 +11,23 @@ from typing import Any
 
 from lawsearch.train._protocol import ReportFn, Trainer, TrainResult
 
-__all__ = ["ReplayTrainer", "ReportFn", "TrainResult", "Trainer", "TransformersTrainer"]
+__all__ = [
+    "DataSpec",
+    "ModelSpec",
+    "ReplayTrainer",
+    "ReportFn",
+    "TrainResult",
+    "TrainSpec",
+    "Trainer",
+    "TransformersTrainer",
+]
 
 _LAZY = {
     "ReplayTrainer": "lawsearch.train._replay",
     "TransformersTrainer": "lawsearch.train._transformers",
+    "ModelSpec": "lawsearch.train._transformers",
+    "DataSpec": "lawsearch.train._transformers",
+    "TrainSpec": "lawsearch.train._transformers",
 }
 
 
