@@ -202,9 +202,9 @@ def _storage(url: str):
     return optuna.storages.RDBStorage(url)
 
 
-def _two_processes(url: str, name: str) -> None:
+def _two_processes(url: str, name: str, storage=None) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = _study(_storage(url), name)
+    study = _study(storage if storage is not None else _storage(url), name)
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_worker, args=(url, name)) for _ in range(2)]
     for p in procs:
@@ -230,10 +230,14 @@ def test_two_processes_on_a_journal_file(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_two_processes_on_postgresql(postgres_url: str) -> None:
     name = f"rerank-{np.random.default_rng().integers(1 << 30)}"
+    storage = optuna.storages.RDBStorage(postgres_url)
     try:
-        _two_processes(postgres_url, name)
+        _two_processes(postgres_url, name, storage)
     finally:
-        optuna.delete_study(study_name=name, storage=postgres_url)
+        optuna.delete_study(study_name=name, storage=storage)
+        # close the pool here, not at garbage collection in some later test
+        storage.remove_session()
+        storage.engine.dispose()
 
 
 def test_values_are_plain_and_finite_or_none() -> None:
