@@ -154,6 +154,10 @@ class RetrievalRerank:
         shared: law parameters pooled across trials (default ``alpha`` when present).
         pool_size: the best curves of a rung pooled with each fit.
         quantile: the optimistic quantile in (0, 0.5) used to rank with uncertainty.
+        max_interval_ratio: an extrapolation whose interval spans more than this
+            factor (hi / lo) carries no ranking information (a fit the short
+            curve does not identify); such a trial is ranked by its last observed
+            value instead, and its ``fit_status`` says so.
         prune: with ``trainer``, ask the study's pruner after each report (e.g. a
             ``LawPruner`` stops clear losers inside a budget); off by default
             because Optuna's default study pruner is ``MedianPruner``.
@@ -172,6 +176,7 @@ class RetrievalRerank:
         shared: Sequence[str] | None = None,
         pool_size: int = 8,
         quantile: float = 0.1,
+        max_interval_ratio: float = 2.0,
         prune: bool = False,
     ) -> None:
         b = [int(x) for x in budgets]
@@ -202,6 +207,9 @@ class RetrievalRerank:
             raise ValueError(f"`shared` names {unknown} are not parameters of {names}.")
         self.pool_size = int(pool_size)
         self.quantile = float(quantile)
+        if not max_interval_ratio > 1:
+            raise ValueError(f"`max_interval_ratio` must be > 1; got {max_interval_ratio!r}.")
+        self.max_interval_ratio = float(max_interval_ratio)
         self._objective = (
             objective if objective is not None else self._trainer_objective(trainer, config, prune)
         )
@@ -363,7 +371,15 @@ class RetrievalRerank:
                 try:
                     m = float(fit.predict([target])[0])
                     lo_a, hi_a = fit.interval([target], level=1.0 - 2.0 * self.quantile)
-                    if all(math.isfinite(x) for x in (m, lo_a[0], hi_a[0])):
+                    informative = (
+                        all(math.isfinite(x) for x in (m, lo_a[0], hi_a[0]))
+                        and lo_a[0] > 0
+                        and math.log(hi_a[0]) - math.log(lo_a[0])
+                        <= math.log(self.max_interval_ratio)
+                    )
+                    if not informative:
+                        status = "unreliable: ranked by the last observed value"
+                    else:
                         mean, lo, hi, status = m, float(lo_a[0]), float(hi_a[0]), fit.status
                         for name, val in fit.params.items():
                             trial.set_user_attr(_attrs.PARAM_PREFIX + name, _attrs.plain(val))

@@ -305,3 +305,25 @@ def test_study_pruner_stops_a_trainer_trial() -> None:
         t for t in study.trials if t.user_attrs.get(attrs.PARENT) in {p.number for p in pruned}
     ]
     assert res.best_params == {"config_id": 0}
+
+
+def test_an_uninformative_extrapolation_ranks_by_the_last_value() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    search = RetrievalRerank(
+        budgets=BUDGETS,
+        n_candidates=N,
+        trainer=ReplayTrainer(_curves()),
+        config=lambda t: {"config_id": t.suggest_int("config_id", 0, N - 1)},
+        eta=3.0,
+        max_interval_ratio=1.0 + 1e-12,  # no interval is narrow enough: never trust the law
+    )
+    study = _study()
+    search.run(study)
+    short = [t for t in study.trials if t.user_attrs.get(RUNG) == 0]
+    for t in short:
+        assert t.user_attrs[attrs.FIT_STATUS].startswith("unreliable")
+        assert t.user_attrs[attrs.PREDICTED_FINAL] == pytest.approx(t.value)
+    with pytest.raises(ValueError, match="`max_interval_ratio` must be > 1"):
+        RetrievalRerank(
+            budgets=BUDGETS, n_candidates=2, objective=lambda *a: None, max_interval_ratio=1.0
+        )
