@@ -29,6 +29,7 @@ import dataclasses
 import math
 import tomllib
 import typing
+import warnings
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -820,12 +821,27 @@ def open_storage(cfg: StudyConfig, *, must_exist: bool = False) -> Any:
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
-    return optuna.storages.RDBStorage(
-        cfg.study.storage,
-        heartbeat_interval=60,
-        grace_period=180,
-        failed_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
-    )
+    import sqlalchemy.exc
+
+    with warnings.catch_warnings():
+        # heartbeats and their retry callback are marked experimental by Optuna;
+        # we rely on them on purpose, so the notice is not the user's business
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)
+        try:
+            return optuna.storages.RDBStorage(
+                cfg.study.storage,
+                heartbeat_interval=60,
+                grace_period=180,
+                heartbeat_stale_trial_callback=retry,
+            )
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError) as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise ValueError(
+                f"`study.storage`: cannot open {cfg.study.storage!r} ({reason}). Check that the "
+                "database server runs and the URL is right, or remove `study.storage` to use "
+                "the default journal file."
+            ) from None
 
 
 def data_sources(cfg: StudyConfig) -> dict[str, Any]:

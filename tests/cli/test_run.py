@@ -112,6 +112,10 @@ def _write_study(tmp_path: Path, **changes: str) -> Path:
             r"`budgets.short_tokens` = 2,560 gives 40 steps.*needs at least 5 points",
         ),
         ({"study": 'name = "tiny"\nstorage = "sqlite:///tiny.db"'}, r"SQLite cannot host parallel"),
+        (
+            {"study": 'name = "tiny"\nstorage = "postgresql://postgres@127.0.0.1:1/none"'},
+            r"`study.storage`: cannot open .*Connection refused",
+        ),
     ],
 )
 @pytest.mark.parametrize("command", ["run", "worker", "report"])
