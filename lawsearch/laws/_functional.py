@@ -9,7 +9,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lawsearch.laws._base import Curve, FloatArray, Law, LRTrack, Param
-from lawsearch.laws._multipower import block_pairs, nonneg_linear_fit
+from lawsearch.laws._multipower import (
+    block_pairs,
+    check_block_options,
+    equal_mass_blocks,
+    nonneg_linear_fit,
+)
 
 __all__ = ["FunctionalLaw"]
 
@@ -69,10 +74,7 @@ class FunctionalLaw(Law):
     name = "functional"
 
     def __post_init__(self) -> None:
-        if int(self.max_blocks) != self.max_blocks or self.max_blocks < 1:
-            raise ValueError(f"`max_blocks` must be a positive integer; got {self.max_blocks!r}.")
-        if not (np.isfinite(self.lr_unit) and self.lr_unit > 0):
-            raise ValueError(f"`lr_unit` must be a positive number; got {self.lr_unit!r}.")
+        check_block_options(self.max_blocks, self.lr_unit)
 
     @property
     def uses_lr(self) -> bool:
@@ -186,13 +188,7 @@ class _NoiseFeatures:
             return cls(s1, np.zeros(0, dtype=np.intp), empty, empty, empty, empty)
         eta = lr[:n_steps]
         cum_var = np.concatenate([[0.0], np.cumsum(np.abs(np.diff(eta)))])
-        total = cum_var[-1]
-        if total > 0:
-            bins = np.minimum((cum_var / total * max_blocks).astype(np.intp), max_blocks - 1)
-        else:
-            bins = np.zeros(n_steps, dtype=np.intp)
-        first = np.flatnonzero(np.concatenate([[True], bins[1:] != bins[:-1]]))
-        end = np.append(first[1:], n_steps)
+        first, end = equal_mass_blocks(cum_var, float(cum_var[-1]), max_blocks)
         zero = np.zeros(1)
         cum_eta = np.concatenate([zero, np.cumsum(eta)])
         cum_eta2 = np.concatenate([zero, np.cumsum(eta * eta)])

@@ -68,10 +68,7 @@ class MultiPowerLaw(Law):
     name = "multipower"
 
     def __post_init__(self) -> None:
-        if int(self.max_blocks) != self.max_blocks or self.max_blocks < 1:
-            raise ValueError(f"`max_blocks` must be a positive integer; got {self.max_blocks!r}.")
-        if not (np.isfinite(self.lr_unit) and self.lr_unit > 0):
-            raise ValueError(f"`lr_unit` must be a positive number; got {self.lr_unit!r}.")
+        check_block_options(self.max_blocks, self.lr_unit)
 
     @property
     def uses_lr(self) -> bool:
@@ -190,6 +187,35 @@ def nonneg_linear_fit(
     return full, rss
 
 
+def check_block_options(max_blocks: int, lr_unit: float) -> None:
+    """Validate the options shared by the block-compressed schedule laws."""
+    if int(max_blocks) != max_blocks or max_blocks < 1:
+        raise ValueError(f"`max_blocks` must be a positive integer; got {max_blocks!r}.")
+    if not (np.isfinite(lr_unit) and lr_unit > 0):
+        raise ValueError(f"`lr_unit` must be a positive number; got {lr_unit!r}.")
+
+
+def equal_mass_blocks(
+    running: FloatArray, total: float, max_blocks: int
+) -> tuple[IntArray, IntArray]:
+    """Group items into at most ``max_blocks`` runs of equal mass.
+
+    Args:
+        running: the mass accumulated before (or at) each item, non-decreasing.
+        total: the whole mass; with ``total <= 0`` every item is one block.
+        max_blocks: the most blocks to make.
+
+    Returns:
+        ``(first, end)``: block j holds items ``first[j] .. end[j] - 1``.
+    """
+    if total > 0:
+        bins = np.minimum((running / total * max_blocks).astype(np.intp), max_blocks - 1)
+    else:
+        bins = np.zeros(running.size, dtype=np.intp)
+    first = np.flatnonzero(np.concatenate([[True], bins[1:] != bins[:-1]]))
+    return first, np.append(first[1:], running.size)
+
+
 def block_pairs(limits: IntArray) -> tuple[IntArray, IntArray]:
     """Flattened ``(row, col)`` pairs with ``col < limits[row]`` for every row."""
     limits = np.asarray(limits, dtype=np.intp)
@@ -242,9 +268,7 @@ class _DropFeatures:
         cum_ds = np.concatenate([zero, np.cumsum(d * track.s1[ks])])
         cum_dl = np.concatenate([zero, np.cumsum(d * np.log(eta / lr_unit))])
         # blocks of equal drop mass: block j holds drop steps first[j] .. first[j+1]-1
-        mass_bin = np.minimum((cum_d[:-1] / cum_d[-1] * max_blocks).astype(np.intp), max_blocks - 1)
-        first = np.flatnonzero(np.concatenate([[True], mass_bin[1:] != mass_bin[:-1]]))
-        end = np.append(first[1:], ks.size)
+        first, end = equal_mass_blocks(cum_d[:-1], float(cum_d[-1]), max_blocks)
         # drop steps at or before each evaluated step (a drop at k = t adds 0 anyway)
         n_before = np.searchsorted(ks, np.floor(steps), side="right")
         row, col = block_pairs(np.searchsorted(first, n_before, side="left"))
