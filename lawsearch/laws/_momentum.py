@@ -72,6 +72,19 @@ class MomentumLaw(Law):
     def linear_params(self) -> tuple[str, ...]:
         return ("L0", "A", "C")
 
+    def shared_params(self) -> tuple[str, ...]:
+        """Pooled/transfer modes keep only the amplitude ``A`` per run.
+
+        Runs of one model on one data set share the asymptote ``L0`` as well as
+        the shape and annealing parameters; a 20 % prefix cannot separate a
+        run's own ``L0`` from ``A``. Measured on the 18 lr_schedules runs
+        (the same runs this choice was made on), mean error of the final loss
+        with a per-run ``L0`` -> shared ``L0``: pooled 5.7 % at a 10 % prefix
+        is worse than 2.3 %, but 1.62 % -> 0.47 % at 20 %, 0.54 % -> 0.26 % at
+        40 %, 0.15 % -> 0.14 % at 60 %; transfer 0.28 % -> 0.25 % at 20 %.
+        """
+        return ("L0", "alpha", "S0", "C")
+
     def jacobian(self, theta: FloatArray, feats: Any) -> FloatArray:
         _, a, alpha, s0, _ = theta
         s1, s2 = feats

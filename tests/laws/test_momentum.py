@@ -98,3 +98,29 @@ def test_lrs_at_logged_steps_predict_like_the_per_step_schedule() -> None:
     a = exact.predict(future)
     b = logged.predict(future, lrs=lrs[future.astype(int)])
     np.testing.assert_allclose(b, a, rtol=2e-4)  # measured: <= 1e-5
+
+
+def test_pooled_runs_share_everything_but_the_amplitude() -> None:
+    """Two schedules of one model: the WSD run's decay is past its prefix, but the
+    cosine run's decay pins the shared ``L0`` and ``C`` that predict it."""
+    from lawsearch.cli._fit import shared_params
+
+    law = MomentumLaw()
+    assert shared_params(law) == ("L0", "alpha", "S0", "C")
+    wsd = Schedule(
+        "wsd", peak_lr=3e-4, total_steps=8000, warmup_steps=300, final_lr=3e-5
+    ).per_step()
+    steps = np.arange(400.0, 8000.0, 64.0)
+    rng = np.random.default_rng(5)
+    curves, finals = [], []
+    for lrs, amp, n in ((COSINE.per_step(), 0.6, 70), (wsd, 0.65, 50)):
+        theta = np.array([2.8, amp, 0.5, 0.1, 0.4])
+        y = law.predict_from(theta, steps, LRTrack(lrs)) * np.exp(rng.normal(0, 5e-4, steps.size))
+        curves.append({"steps": steps[:n], "losses": y[:n], "lrs": lrs})
+        finals.append(y[-1])
+    assert steps[49] < 0.8 * 8000  # the WSD prefix ends before its decay
+    results = law.fit_pooled(curves, shared=shared_params(law))
+    assert results[0].params["L0"] == results[1].params["L0"]
+    assert results[0].params["A"] != results[1].params["A"]
+    pred = results[1].predict(steps[-1:])[0]
+    assert abs(pred / finals[1] - 1) < 0.005
