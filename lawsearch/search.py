@@ -49,6 +49,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from lawsearch.laws import Law, get_law
 from lawsearch.optuna import _attrs
+from lawsearch.optuna._mixture import get_schedule
 from lawsearch.train._protocol import Trainer
 
 __all__ = ["CHECKPOINT_OUT", "RUNG", "RetrievalRerank", "SearchResult"]
@@ -363,10 +364,11 @@ class RetrievalRerank:
             status = "observed"
         elif steps.size >= self._law.min_points() and np.all(values > 0):
             prior = self._pool_prior(study, rung, frozen.number, sign)
+            lrs, why = self._lrs(frozen, int(max(target, steps[-1])))
             try:
-                fit = self._law.fit(steps, values, prior=prior or None)
-            except (ValueError, RuntimeError, FloatingPointError):
-                fit = None
+                fit = None if why else self._law.fit(steps, values, lrs=lrs, prior=prior or None)
+            except (ValueError, RuntimeError, FloatingPointError) as exc:
+                fit, why = None, str(exc)
             if fit is not None and fit.ok:
                 try:
                     m = float(fit.predict([target])[0])
@@ -386,7 +388,7 @@ class RetrievalRerank:
                 except (ValueError, FloatingPointError, OverflowError):
                     status = "failed"
             else:
-                status = "failed"
+                status = f"failed: {why or (fit.message if fit is not None else '')}".rstrip(": ")
         for key, val in (
             (_attrs.PREDICTED_FINAL, mean),
             (_attrs.PREDICTED_LO, lo),
@@ -395,6 +397,25 @@ class RetrievalRerank:
             trial.set_user_attr(key, _attrs.plain(val))
         trial.set_user_attr(_attrs.LAW, self._law.name)
         trial.set_user_attr(_attrs.FIT_STATUS, status)
+
+    def _lrs(self, frozen: FrozenTrial, last_step: int) -> tuple[np.ndarray | None, str]:
+        """The per-step LR from step 0 to ``last_step`` for a schedule-aware law.
+
+        Returns ``(lrs, "")``, ``(None, "")`` for a law without a schedule, or
+        ``(None, why)`` when the law needs a schedule the trial does not carry.
+        """
+        if not self._law.uses_lr:
+            return None, ""
+        try:
+            schedule = get_schedule(frozen.user_attrs)
+        except (ValueError, TypeError) as exc:
+            return None, f"bad {_attrs.SCHEDULE}: {exc}"
+        if schedule is None:
+            return None, (
+                f"law {self._law.name!r} needs the LR schedule; store it with "
+                "lawsearch.optuna.set_schedule(trial, schedule) (suggest_schedule does)"
+            )
+        return schedule.lr(np.arange(last_step + 1)), ""
 
     def _pool_prior(
         self, study: optuna.Study, rung: int, number: int, sign: float

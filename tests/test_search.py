@@ -327,3 +327,68 @@ def test_an_uninformative_extrapolation_ranks_by_the_last_value() -> None:
         RetrievalRerank(
             budgets=BUDGETS, n_candidates=2, objective=lambda *a: None, max_interval_ratio=1.0
         )
+
+
+def _momentum_curve(schedule_spec: dict, steps: np.ndarray) -> np.ndarray:
+    """Loss of the annealing law L0 + A (S1 + 1)^-alpha - C S2 under a schedule."""
+    from lawsearch.schedules import Schedule, annealing_momentum, intrinsic_time
+
+    lrs = Schedule.from_dict(schedule_spec).lr(np.arange(int(steps[-1]) + 1))
+    s1, s2 = intrinsic_time(lrs), annealing_momentum(lrs)
+    idx = steps.astype(int)
+    return 2.0 + 3.0 * (s1[idx] + 1.0) ** -0.5 - 0.03 * s2[idx]
+
+
+def test_schedule_aware_law_extrapolates_with_the_trials_schedule() -> None:
+    """A momentum-law search reads each trial's schedule and predicts its annealed final."""
+    from lawsearch.optuna import suggest_schedule
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    budgets = (120, 400)
+
+    def objective(trial: optuna.Trial, budget: int, resume_from: str | None) -> str:
+        sched = suggest_schedule(
+            trial, total_steps=budgets[-1], families=("cosine",), peak_lr=(0.05, 0.2), warmup=0.0
+        )
+        start = int(trial.user_attrs.get(attrs.RESUME_STEP, 0)) if resume_from else 0
+        steps = np.arange(start + 10, budget + 1, 10, dtype=float)
+        for s, v in zip(steps, _momentum_curve(sched.to_dict(), steps), strict=True):
+            trial.report(float(v), int(s))
+        return f"ckpt-{trial.number}"
+
+    search = RetrievalRerank(
+        budgets=budgets,
+        n_candidates=6,
+        objective=objective,
+        law="momentum",
+        eta=3.0,
+        max_interval_ratio=100.0,  # the point prediction is what is checked here
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    res = search.run(study)
+    short = [t for t in study.trials if t.user_attrs.get(RUNG) == 0]
+    assert len(short) == 6
+    for t in short:
+        spec = t.user_attrs[attrs.SCHEDULE]
+        truth = float(_momentum_curve(spec, np.array([float(budgets[-1])]))[0])
+        assert t.user_attrs[attrs.FIT_STATUS] in ("ok", "degenerate"), t.user_attrs
+        assert t.user_attrs[attrs.PREDICTED_FINAL] == pytest.approx(truth, rel=0.01)
+    assert res.best_value == pytest.approx(
+        min(t.user_attrs[attrs.PREDICTED_FINAL] for t in short), rel=0.01
+    )
+
+
+def test_schedule_aware_law_without_a_schedule_ranks_by_the_last_value() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    search = RetrievalRerank(
+        budgets=BUDGETS,
+        n_candidates=N,
+        trainer=ReplayTrainer(_curves()),
+        config=lambda t: {"config_id": t.suggest_int("config_id", 0, N - 1)},
+        law="momentum",
+    )
+    study = _study()
+    search.run(study)
+    for t in (t for t in study.trials if t.user_attrs.get(RUNG) == 0):
+        assert "needs the LR schedule" in t.user_attrs[attrs.FIT_STATUS]
+        assert t.user_attrs[attrs.PREDICTED_FINAL] == pytest.approx(t.value)
