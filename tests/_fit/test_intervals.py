@@ -74,3 +74,76 @@ def test_intervals_cover_near_nominal_on_curves_from_the_law() -> None:
         del k
     coverage = float(np.mean(covered))
     assert 0.8 <= coverage <= 0.97, coverage
+
+
+def test_calibrate_interval_recovers_the_constants_that_made_the_errors() -> None:
+    from lawsearch._fit._intervals import calibrate_interval
+
+    rng = np.random.default_rng(35)
+    n = 3000
+    base_var = rng.uniform(1e-6, 4e-6, n)
+    drop = np.where(rng.random(n) < 0.5, 0.0, rng.uniform(0.3, 0.9, n))
+    sd = np.sqrt(2.0**2 * base_var + (0.02 * drop) ** 2)
+    error = rng.normal(0.0, sd)
+    scale, drop_sd = calibrate_interval(base_var, drop, error, level=0.9)
+    assert scale == pytest.approx(2.0, rel=0.15)
+    assert drop_sd == pytest.approx(0.02, rel=0.15)
+    half = 1.6448536 * np.sqrt(scale**2 * base_var + (drop_sd * drop) ** 2)
+    assert 0.87 <= float(np.mean(np.abs(error) <= half)) <= 0.93
+
+
+def test_calibrate_interval_rejects_mismatched_or_empty_input() -> None:
+    from lawsearch._fit._intervals import calibrate_interval
+
+    with pytest.raises(ValueError, match="one value per run"):
+        calibrate_interval([1e-6, 1e-6], [0.0], [0.01, 0.02])
+    with pytest.raises(ValueError, match="no run with finite"):
+        calibrate_interval([np.nan], [0.0], [0.01])
+    with pytest.raises(ValueError, match="level"):
+        calibrate_interval([1e-6], [0.0], [0.01], level=1.5)
+
+
+def test_interval_constants_widen_it_and_default_to_the_plain_interval() -> None:
+    from lawsearch._fit._intervals import interval_terms, predictive_interval
+
+    law = PowerLaw(time="intrinsic")
+    lrs = Schedule("cosine", peak_lr=1e-3, total_steps=20_000, warmup_steps=100).per_step()
+    _, ys = power_curves(1, seed=36)
+    result = law.fit(STEPS[:40], ys[0][:40], lrs=lrs)
+    t = np.array([19_900.0])
+    track = result.track_for(t, None)
+    lo, hi = result.interval(t)
+    lo0, hi0 = predictive_interval(result, t, track, 0.9)
+    np.testing.assert_allclose([lo0[0], hi0[0]], [lo[0], hi[0]])
+    lo2, hi2 = predictive_interval(result, t, track, 0.9, scale=3.0, lr_drop_sd=0.1)
+    assert lo2[0] < lo[0] and hi2[0] > hi[0]
+    terms = interval_terms(result, t, track)
+    assert terms.drop[0] > 0.5
+    # with no base variance the half width is the drop term alone
+    z = 1.6448536
+    _, hi3 = predictive_interval(result, t, track, 0.9, scale=0.0, lr_drop_sd=0.05)
+    assert np.log(hi3[0]) - terms.center[0] == pytest.approx(z * 0.05 * terms.drop[0], rel=1e-6)
+
+
+def test_a_parameter_the_data_do_not_identify_is_left_out_of_the_delta_method() -> None:
+    from dataclasses import replace
+
+    from lawsearch._fit._intervals import _parameter_variance
+
+    _, ys = power_curves(1, seed=37)
+    law = PowerLaw()
+    result = law.fit(STEPS[:60], ys[0][:60])
+    feats = law.features(STEPS[-1:], None)
+    center = np.log(law.evaluate(result.theta, feats))
+    i = result.free.index("t0")
+    cov = np.array(result.covariance, copy=True)
+    huge = cov.copy()
+    huge[i, :] = huge[:, i] = 0.0
+    huge[i, i] = (1e3 * result.params["t0"]) ** 2  # sd 1000x the value: not identified
+    dropped = cov.copy()
+    dropped[i, :] = dropped[:, i] = 0.0
+    v_huge = _parameter_variance(replace(result, covariance=huge), feats, center)
+    v_dropped = _parameter_variance(replace(result, covariance=dropped), feats, center)
+    v_full = _parameter_variance(result, feats, center)
+    np.testing.assert_allclose(v_huge, v_dropped, rtol=1e-6)
+    assert np.all(np.isfinite(v_full)) and v_huge[0] < 1.0

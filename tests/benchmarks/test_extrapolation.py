@@ -49,3 +49,26 @@ def test_reference_is_never_the_run_nor_a_branch_relative(shared_data: Path) -> 
     assert extrapolation.related(by_id["25M_wsdcon_3"], by_id["25M_constant_72000"])
     assert not extrapolation.related(by_id["25M_cosine_24000"], by_id["25M_constant_72000"])
     assert extrapolation.choose_reference(by_id["25M_wsdcon_9"], runs).run_id == "25M_cosine_72000"
+
+
+def test_held_out_coverage_uses_constants_from_the_other_model_size(shared_data: Path) -> None:
+    """25M errors 10x the 100M ones: 100M-calibrated intervals miss 25M runs, and
+    25M-calibrated ones cover every 100M run; a run never calibrates its own interval."""
+    import numpy as np
+
+    runs = extrapolation.load_runs()
+    rng = np.random.default_rng(0)
+    terms: dict[float, dict[str, tuple[float, float, float, float]]] = {}
+    for prefix in (0.2, 0.4):
+        terms[prefix] = {}
+        for r in runs:
+            big = 10.0 if r.run_id.startswith("25M") else 1.0
+            e = big * 1e-3 * rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 1.5)
+            terms[prefix][r.run_id] = (1.0, 1e-6, 0.5, e)
+    cov, constants = extrapolation.loso_coverage(terms, runs)
+    assert set(constants) == {"25M", "100M"}
+    assert cov[0.2] is not None and cov[0.4] is not None
+    assert 0.4 <= cov[0.2] <= 0.6  # all 100M runs covered, few 25M ones
+    assert constants["100M"][1] > constants["25M"][1] or constants["100M"][0] > constants["25M"][0]
+    one_size = [r for r in runs if r.run_id.startswith("100M")]
+    assert extrapolation.loso_coverage({0.2: {}}, one_size) == ({}, {})
