@@ -203,10 +203,17 @@ def calibrate_interval(
         error: ``log(true) - IntervalTerms.center`` for those runs.
         level: the interval's probability mass.
 
-    The pair minimises the mean interval score (Gneiting & Raftery 2007:
-    width plus ``2 / (1 - level)`` times the miss distance) over a log grid;
-    its minimiser puts the bounds at the ``(1 -+ level) / 2`` quantiles, so
-    it is calibrated and as narrow as the runs allow. Deterministic.
+    The pair is the narrowest one on a log grid (smallest mean log half-width,
+    so every run counts alike) whose intervals cover at least
+    ``ceil((n + 1) * level) / n`` of the ``n`` runs: the split-conformal rank,
+    so that a new run like them is covered with probability about ``level``
+    (exactly so for one constant; choosing two on a grid makes it
+    approximate). If no pair reaches that rank, the narrowest of those that
+    cover the most. Deterministic.
+
+    (An interval-score fit was tried first: its optimum calibrates coverage
+    weighted by each run's sd, and the runs it misses are the narrow ones, so
+    held-out coverage on the lr_schedules runs fell to mostly 40-85 %.)
 
     Raises:
         ValueError: on arrays of different lengths, no finite run, or a bad level.
@@ -224,14 +231,17 @@ def calibrate_interval(
         raise ValueError("no run with finite terms and error to calibrate on.")
     v, d, e = v[ok], d[ok], np.abs(e[ok])
     z = NormalDist().inv_cdf(0.5 + level / 2.0)
-    penalty = 2.0 / (1.0 - level)
     sd = np.sqrt(
         _SCALES[:, None, None] ** 2 * v[None, None, :]
         + (_DROP_SDS[None, :, None] * d[None, None, :]) ** 2
     )
-    half = z * sd
-    score = (2.0 * half + penalty * np.clip(e - half, 0.0, None)).mean(axis=2)
-    i, j = np.unravel_index(int(np.argmin(score)), score.shape)
+    coverage = (e <= z * sd).mean(axis=2)
+    rank = min(1.0, math.ceil((e.size + 1) * level) / e.size)
+    feasible = coverage >= rank - 1e-12
+    if not feasible.any():
+        feasible = coverage >= coverage.max() - 1e-12
+    width = np.where(feasible, np.log(np.maximum(sd, 1e-300)).mean(axis=2), np.inf)
+    i, j = np.unravel_index(int(np.argmin(width)), width.shape)
     return float(_SCALES[i]), float(_DROP_SDS[j])
 
 

@@ -66,6 +66,8 @@ def test_held_out_coverage_uses_constants_from_the_other_model_size(shared_data:
             e = big * 1e-3 * rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 1.5)
             terms[prefix][r.run_id] = (1.0, 1e-6, 0.5, e)
     cov, constants = extrapolation.loso_coverage(terms, runs)
+    loro = extrapolation.loro_coverage(terms, runs)
+    assert set(loro) == {0.2, 0.4} and all(0.0 <= v <= 1.0 for v in loro.values() if v is not None)
     assert set(constants) == {"25M", "100M"}
     assert cov[0.2] is not None and cov[0.4] is not None
     assert 0.4 <= cov[0.2] <= 0.6  # all 100M runs covered, few 25M ones
