@@ -18,6 +18,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from lawsearch.laws import FitResult, Law, get_law
+from lawsearch.laws._base import information_criteria
 from lawsearch.optuna import _attrs
 from lawsearch.optuna._mixture import get_schedule
 from lawsearch.schedules import Schedule
@@ -25,6 +26,8 @@ from lawsearch.schedules import Schedule
 __all__ = ["FigureWarning", "LawPruner", "Prediction"]
 
 _DEFAULT_SHARED = ("alpha", "t0")
+#: relative RMS below which a fit pinned at a bound (a flat curve) is accepted
+_FLAT_RMS = 0.005
 _EXP_CAP = 700.0  # exp(700) ~ 1e304: "unbounded" but a finite float
 _STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 _PROCESS_STATE = (
@@ -114,6 +117,12 @@ class LawPruner(BasePruner):
     one small fit plus a look-up in the cached rung table, whatever the number
     of trials.
 
+    The score of a trial at a rung is ``law_weight * law + (1 - law_weight) * last``:
+    the law's extrapolation shrunk toward the last reported value, so a curve that
+    sits on a plateau (e.g. chance level) is not credited with a drop the law merely
+    extrapolates from its first points. A completed trial counts at a rung by its
+    score there (its final value only when it has none, e.g. an enqueued trial).
+
     A failed fit never prunes. A NaN or infinite report marks the trial
     ``lawsearch:diverged`` and prunes it. Predictions are written as trial user
     attrs (``lawsearch:predicted_final``, ``predicted_lo``, ``predicted_hi``,
@@ -123,12 +132,24 @@ class LawPruner(BasePruner):
     Args:
         target_step: the step whose value is predicted (the full budget).
         law: a ``lawsearch.laws.Law`` or its short name.
-        min_points: fewest reports before the first fit (default and floor: the law's
+        min_points: fewest reports before the first decision (default: the law's
             minimum with the shared parameters fixed, so once the pool exists a
             short prefix is enough; a full fit still needs the law's full minimum).
+            Below the law's minimum (or before the pool exists, when a trial is too
+            short to fit alone) a decision scores the last reported value, as
+            ASHA does; such a score is written as the rung attr only, not as a
+            ``predicted_*`` attr.
         warmup_steps: no decision before this step.
         quantile: the optimistic quantile in (0, 0.5); the interval is
-            ``[q, 1 - q]``.
+            ``[q, 1 - q]``. None compares the point score instead (the interval is
+            still written to the attrs).
+        law_weight: weight in [0, 1] of the law's extrapolation in the score (the
+            rest is the last reported value; 1: the law alone).
+        trend_cap: when set, the score may credit at most ``trend_cap`` times the
+            improvement seen over the second half of the curve (from step
+            ``ceil(step / 2)`` to ``step``): an extrapolation from a few points
+            (or from a poorly pooled exponent) cannot promise more than the
+            curve's own recent trend supports. None: no cap.
         rung_factor: decide only when the step crosses a rung ``warmup * factor**r``
             (geometric rungs, as ASHA); None decides at every report (each step is
             then its own rung, with its own ``lawsearch:rung:<step>`` attr: use it
@@ -139,6 +160,8 @@ class LawPruner(BasePruner):
         min_improvement: the relative margin by which the optimistic end must be
             able to beat the k-th best to survive (0: any chance to beat it; e.g.
             0.002 prunes trials that at best tie a plateau, such as chance level).
+            Negative values are a tolerance: a trial within ``-min_improvement``
+            (relative) of the k-th best survives (keeps near-ties on a plateau).
         shared: law parameters shared across trials (None: ``alpha``/``t0`` when
             the law has them; ``()`` fits every trial on its own).
         pool_size: the best trials used to estimate shared parameters.
@@ -160,7 +183,9 @@ class LawPruner(BasePruner):
         law: Law | str = "power",
         min_points: int | None = None,
         warmup_steps: int = 0,
-        quantile: float = 0.1,
+        quantile: float | None = 0.1,
+        law_weight: float = 1.0,
+        trend_cap: float | None = None,
         rung_factor: float | None = 2.0,
         keep_fraction: float = 0.25,
         top_k: int | None = None,
@@ -183,7 +208,7 @@ class LawPruner(BasePruner):
             raise ValueError(f"`target_step` must be a positive integer; got {target_step!r}.")
         if min_points is not None and min_points < 1:
             raise ValueError(f"`min_points` must be >= 1; got {min_points!r}.")
-        if not 0 < quantile < 0.5:
+        if quantile is not None and not 0 < quantile < 0.5:
             raise ValueError(f"`quantile` must be in (0, 0.5); got {quantile!r}.")
         if rung_factor is not None and not rung_factor > 1:
             raise ValueError(f"`rung_factor` must be > 1 (or None); got {rung_factor!r}.")
@@ -193,8 +218,12 @@ class LawPruner(BasePruner):
             raise ValueError(f"`top_k` must be >= 1 (or None); got {top_k!r}.")
         if min_trials < 1:
             raise ValueError(f"`min_trials` must be >= 1; got {min_trials!r}.")
-        if not 0 <= min_improvement < 1:
-            raise ValueError(f"`min_improvement` must be in [0, 1); got {min_improvement!r}.")
+        if not -1 < min_improvement < 1:
+            raise ValueError(f"`min_improvement` must be in (-1, 1); got {min_improvement!r}.")
+        if trend_cap is not None and not trend_cap >= 0:
+            raise ValueError(f"`trend_cap` must be >= 0 (or None); got {trend_cap!r}.")
+        if not 0 <= law_weight <= 1:
+            raise ValueError(f"`law_weight` must be in [0, 1]; got {law_weight!r}.")
         if full_fit_every < 1:
             raise ValueError(f"`full_fit_every` must be >= 1; got {full_fit_every!r}.")
         names = self._law.param_names
@@ -204,10 +233,12 @@ class LawPruner(BasePruner):
         if unknown:
             raise ValueError(f"`shared` names {unknown} are not parameters of {names}.")
         self.target_step = int(target_step)
-        floor = self._law.min_points(len(shared))
-        self.min_points = max(int(min_points or floor), floor)
+        self._fit_floor = self._law.min_points(len(shared))
+        self.min_points = int(min_points or self._fit_floor)
         self.warmup_steps = int(warmup_steps)
-        self.quantile = float(quantile)
+        self.quantile = None if quantile is None else float(quantile)
+        self.law_weight = float(law_weight)
+        self.trend_cap = None if trend_cap is None else float(trend_cap)
         self.rung_factor = rung_factor
         self.keep_fraction = float(keep_fraction)
         self.top_k = top_k
@@ -298,7 +329,7 @@ class LawPruner(BasePruner):
                 artifact_store=self.artifact_store,
                 law=self._law,
                 target_step=self.target_step,
-                level=1.0 - 2.0 * self.quantile,
+                level=1.0 - 2.0 * (self.quantile or 0.1),
                 fit=None if prediction is None else prediction.fit,
             )
         except (OSError, ValueError) as exc:  # a figure must never stop the search
@@ -351,7 +382,8 @@ class LawPruner(BasePruner):
             return False, pred
         kth = ranked[k - 1]
         margin = self.min_improvement * abs(kth)
-        return (pred.lo > kth - margin if minimize else pred.hi < kth + margin), pred
+        lo, hi = (pred.mean, pred.mean) if self.quantile is None else (pred.lo, pred.hi)
+        return (lo > kth - margin if minimize else hi < kth + margin), pred
 
     # ---- fitting ------------------------------------------------------------------------
     def _fit_and_predict(
@@ -380,14 +412,20 @@ class LawPruner(BasePruner):
             pool = self._pool.get(study._study_id, {})
             self._since_pool[study._study_id] = self._since_pool.get(study._study_id, 0) + 1
         can_full = steps.size >= self._law.min_points()
-        if not pool and not can_full:  # too short to fit alone, and no pool yet
+        if steps.size < self._fit_floor or (not pool and not can_full):  # too short to fit
+            if self.min_points < self._fit_floor:
+                last = float(losses[-1])
+                self._write(study, trial, {_attrs.rung_key(rung): last})
+                return Prediction(step=step, rung=rung, status="last", mean=last, lo=last, hi=last)
             return Prediction(step=step, rung=rung, status="skipped")
         pooled = bool(pool) and (not can_full or (trial.number + rung) % self.full_fit_every != 0)
         try:
             fit = None
             if pooled:
                 fixed = {n: mu for n, (mu, _) in pool.items()}
-                fit = self._law.fit(steps, losses, lrs=lrs, fixed=fixed)
+                fit = _linear_fit(self._law, steps, losses, lrs, fixed)
+                if fit is None:  # not affine in the free parameters: the general fitter
+                    fit = self._law.fit(steps, losses, lrs=lrs, fixed=fixed)
             if (fit is None or not fit.ok) and can_full:  # pool does not suit it: fit it all
                 pooled = False
                 fit = self._law.fit(steps, losses, lrs=lrs, prior=pool or None)
@@ -399,6 +437,11 @@ class LawPruner(BasePruner):
             return self._failed(study, trial, step, rung, str(exc))
         if not (math.isfinite(mean) and lo > 0):
             return self._failed(study, trial, step, rung, "prediction is not finite")
+        if self.law_weight < 1.0:  # shrink toward the last value (plateaus stay plateaus)
+            w, last = self.law_weight, float(losses[-1])
+            mean, lo, hi = (w * x + (1.0 - w) * last for x in (mean, lo, hi))
+        if self.trend_cap is not None:
+            mean, lo, hi = self._cap(study, steps, losses, step, mean, lo, hi)
         pred = Prediction(
             step=step,
             rung=rung,
@@ -462,7 +505,7 @@ class LawPruner(BasePruner):
             var += grad(names.index(n)) ** 2 * sd**2
         var += fit.calibration.get("noise", 0.0) ** 2
         sd_log = math.sqrt(var) if math.isfinite(var) and var >= 0 else math.inf
-        z = statistics.NormalDist().inv_cdf(1.0 - self.quantile)
+        z = statistics.NormalDist().inv_cdf(1.0 - (self.quantile or 0.1))
         mean = math.exp(min(base, _EXP_CAP))
         if not math.isfinite(sd_log):  # no usable uncertainty: an uninformative interval
             return mean, math.exp(-_EXP_CAP), math.exp(_EXP_CAP)
@@ -473,6 +516,27 @@ class LawPruner(BasePruner):
             math.exp(min(base + z * sd_log, _EXP_CAP)),
         )
 
+    def _cap(
+        self,
+        study: optuna.Study,
+        steps: np.ndarray,
+        losses: np.ndarray,
+        step: int,
+        mean: float,
+        lo: float,
+        hi: float,
+    ) -> tuple[float, float, float]:
+        """Bound the optimistic side by ``trend_cap`` x the second half's improvement."""
+        assert self.trend_cap is not None
+        half = np.flatnonzero(steps <= math.ceil(step / 2))
+        ref = float(losses[half[-1]] if half.size else losses[0])
+        last = float(losses[-1])
+        if study.direction == StudyDirection.MAXIMIZE:
+            bound = last + self.trend_cap * max(last - ref, 0.0)
+            return min(mean, bound), min(lo, bound), min(hi, bound)
+        bound = last - self.trend_cap * max(ref - last, 0.0)
+        return max(mean, bound), max(lo, bound), max(hi, bound)
+
     def _failed(
         self, study: optuna.Study, trial: FrozenTrial, step: int, rung: int, message: str
     ) -> Prediction:
@@ -481,9 +545,10 @@ class LawPruner(BasePruner):
 
     # ---- the study view -------------------------------------------------------------------
     def _scores(self, study: optuna.Study, number: int, rung: int) -> list[float]:
+        """Scores at ``rung``: the trials' scores there, finals for completed trials without one."""
         with self._lock:
-            row = dict(self._table.get(study._study_id, {}).get(rung, {}))
-            row.update(self._finals.get(study._study_id, {}))
+            row = dict(self._finals.get(study._study_id, {}))
+            row.update(self._table.get(study._study_id, {}).get(rung, {}))
             return [v for n, v in row.items() if n != number]
 
     def _maybe_sync(self, study: optuna.Study) -> None:
@@ -629,3 +694,79 @@ class LawPruner(BasePruner):
                 v = _attrs.plain(value)
                 if v is not None:
                     study._storage.set_trial_user_attr(trial._trial_id, key, v)
+
+
+def _linear_fit(
+    law: Law,
+    steps: np.ndarray,
+    losses: np.ndarray,
+    lrs: np.ndarray | None,
+    fixed: dict[str, float],
+) -> FitResult | None:
+    """Closed-form fit when the law is affine in its free parameters given ``fixed``.
+
+    With the exponents fixed by the pool, a power law ``E + A (t + t0)^-alpha`` is
+    linear in ``(E, A)``: a bounded linear least squares in relative (log-like)
+    residuals replaces the multi-start nonlinear fit (~0.3 ms instead of ~10 ms).
+    Returns None when the law is not affine in the free parameters (the caller
+    then uses ``Law.fit``).
+    """
+    from scipy.optimize import lsq_linear
+
+    names = law.param_names
+    free = [i for i, n in enumerate(names) if n not in fixed]
+    curve = law.make_curve(steps, losses, lrs=lrs, n_fixed=len(fixed))
+    feats = law.features(curve.steps, curve.track)
+    lo_b, hi_b = law.bounds
+    theta = np.array([fixed.get(n, 0.0) for n in names], dtype=float)
+    for i in free:
+        theta[i] = 0.0
+    with np.errstate(all="ignore"):
+        base = np.asarray(law.evaluate(theta, feats), dtype=float)
+        cols = []
+        for i in free:
+            t = theta.copy()
+            t[i] = 1.0
+            cols.append(np.asarray(law.evaluate(t, feats), dtype=float) - base)
+        x = np.column_stack(cols)
+        probe = theta.copy()
+        probe[free] = np.linspace(0.5, 2.0, len(free))
+        check = np.asarray(law.evaluate(probe, feats), dtype=float)
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(base))):
+        return None
+    if not np.allclose(check, base + x @ probe[free], rtol=1e-8, atol=1e-12):
+        return None
+    y = curve.losses
+    w = np.sqrt(curve.weights) / y  # relative residuals, as the log-space fit
+    a, b = x * w[:, None], (y - base) * w
+    got = lsq_linear(a, b, bounds=(lo_b[free], hi_b[free]), method="bvls")
+    theta[free] = got.x
+    resid = a @ got.x - b
+    rss = float(resid @ resid)
+    n, k = y.size, len(free)
+    at_bound = np.any(got.active_mask != 0)
+    if at_bound and math.sqrt(rss / n) > _FLAT_RMS:
+        # a bound binds and the curve is not flat (e.g. rising where the law must
+        # fall): the constrained line is no fit; let the general fitter decide
+        return None
+    cov = np.full((k, k), np.inf)
+    if n > k:
+        gram = a.T @ a
+        if np.linalg.cond(gram) < 1e12:
+            cov = np.linalg.inv(gram) * max(rss / (n - k), 1e-12)
+    se = np.sqrt(np.clip(np.diag(cov), 0, None))
+    aic, bic = information_criteria(rss, n, k)
+    return FitResult(
+        law=law,
+        params={nm: float(v) for nm, v in zip(names, theta, strict=True)},
+        stderr={nm: float(se[free.index(i)]) if i in free else 0.0 for i, nm in enumerate(names)},
+        covariance=cov,
+        free=tuple(names[i] for i in free),
+        objective=0.5 * rss,
+        rss=rss,
+        aic=aic,
+        bic=bic,
+        n_points=n,
+        status="ok",
+        curve=curve,
+    )

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from lawsearch.laws import PowerLaw
 from lawsearch.optuna import LawPruner, attrs, set_schedule
 from lawsearch.schedules import Schedule
-from tests.optuna._synthetic import TARGET, curve, level_objective, objective
+from tests.optuna._synthetic import STEPS, TARGET, curve, level_objective, objective
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -165,7 +165,9 @@ def test_pooled_fits_share_the_exponent() -> None:
         ({"target_step": 10, "keep_fraction": 0.0}, r"`keep_fraction` must be in \(0, 1\]"),
         ({"target_step": 10, "shared": ("beta",)}, r"`shared` names \['beta'\]"),
         ({"target_step": 10, "law": "nope"}, r"unknown law .nope."),
-        ({"target_step": 10, "min_improvement": 1.0}, r"`min_improvement` must be in \[0, 1\)"),
+        ({"target_step": 10, "min_improvement": 1.0}, r"`min_improvement` must be in \(-1, 1\)"),
+        ({"target_step": 10, "law_weight": 1.5}, r"`law_weight` must be in \[0, 1\]"),
+        ({"target_step": 10, "trend_cap": -1.0}, r"`trend_cap` must be >= 0"),
     ],
 )
 def test_bad_options_raise(kwargs: dict[str, object], match: str) -> None:
@@ -190,3 +192,69 @@ def test_min_improvement_prunes_trials_that_can_at_best_tie() -> None:
     cut = _study(_pruner(min_trials=3, min_improvement=0.05), ties).trials[3]
     assert kept.state == TrialState.COMPLETE
     assert cut.state == TrialState.PRUNED
+
+
+def test_negative_min_improvement_keeps_near_ties() -> None:
+    # point score: the last trial is 0.3 % worse than the leaders at every step
+    levels = [1.0, 1.0, 1.0, 1.003]
+    cut = _study(_pruner(min_trials=3, quantile=None, keep_fraction=0.25), levels).trials[3]
+    kept = _study(
+        _pruner(min_trials=3, quantile=None, keep_fraction=0.25, min_improvement=-0.01), levels
+    ).trials[3]
+    assert cut.state == TrialState.PRUNED
+    assert kept.state == TrialState.COMPLETE
+
+
+def test_law_weight_zero_scores_the_last_value() -> None:
+    study = _study(_pruner(law_weight=0.0), [1.0, 1.05, 1.1, 3.0])
+    loser = study.trials[3]
+    last = loser.intermediate_values[max(loser.intermediate_values)]
+    assert loser.user_attrs[attrs.PREDICTED_FINAL] == pytest.approx(last)
+
+
+def test_trend_cap_bounds_the_promised_drop() -> None:
+    # the curve falls and then sits on a plateau: the law would still promise a drop
+    def values(trial: optuna.Trial) -> np.ndarray:
+        ys = curve(1.0, alpha=1.5, seed=trial.number)
+        ys[STEPS >= 40] = ys[STEPS == 40][0]
+        return ys
+
+    study = optuna.create_study(pruner=_pruner(trend_cap=1.0, min_trials=10))
+    study.optimize(objective(values), n_trials=3)
+    for t in study.trials:
+        at = int(t.user_attrs[attrs.PREDICTED_AT_STEP])
+        vals = t.intermediate_values
+        ref = vals[max(s for s in vals if s <= math.ceil(at / 2))]
+        last = vals[at]
+        assert t.user_attrs[attrs.PREDICTED_FINAL] >= last - max(ref - last, 0.0) - 1e-12
+        assert t.user_attrs[attrs.PREDICTED_FINAL] == pytest.approx(last)  # flat 2nd half
+
+
+def test_closed_form_fit_matches_the_general_fitter() -> None:
+    from lawsearch.optuna._pruner import _linear_fit
+
+    law = PowerLaw()
+    steps = STEPS[:6].astype(float)
+    ys = curve(1.0, seed=3)[:6]
+    fixed = {"alpha": 0.5, "t0": 5.0}
+    fast = _linear_fit(law, steps, ys, None, fixed)
+    slow = law.fit(steps, ys, fixed=fixed)
+    assert fast is not None and fast.ok
+    target = np.array([float(TARGET)])
+    assert fast.predict(target)[0] == pytest.approx(slow.predict(target)[0], rel=2e-3)
+    # a rising curve pins the amplitude at its bound with large residuals: not a fit
+    assert _linear_fit(law, steps, ys[::-1] * np.linspace(1, 1.5, 6), None, fixed) is None
+
+
+def test_below_the_law_minimum_the_last_value_decides() -> None:
+    # min_points=1: at step 8 (one report) no law can be fitted; the last value ranks it
+    pruner = _pruner(warmup_steps=8, min_points=1, min_trials=3, quantile=None)
+    study = _study(pruner, [1.0, 1.05, 1.02, 3.0])
+    loser = study.trials[3]
+    assert loser.state == TrialState.PRUNED
+    assert max(loser.intermediate_values) == 8
+    assert loser.user_attrs[attrs.rung_key(pruner.rung_of(8))] == loser.intermediate_values[8]
+    assert attrs.PREDICTED_FINAL not in loser.user_attrs  # a last value is not a prediction
+    # the default waits for enough points to fit the law
+    late = _study(_pruner(warmup_steps=8, min_trials=3, quantile=None), [1.0, 1.05, 1.02, 3.0])
+    assert max(late.trials[3].intermediate_values) > 8
