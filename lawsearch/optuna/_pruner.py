@@ -419,6 +419,7 @@ class LawPruner(BasePruner):
                 return Prediction(step=step, rung=rung, status="last", mean=last, lo=last, hi=last)
             return Prediction(step=step, rung=rung, status="skipped")
         pooled = bool(pool) and (not can_full or (trial.number + rung) % self.full_fit_every != 0)
+        spread: dict[str, tuple[float, float]] = {}
         try:
             fit = None
             if pooled:
@@ -428,11 +429,11 @@ class LawPruner(BasePruner):
                     fit = self._law.fit(steps, losses, lrs=lrs, fixed=fixed)
             if (fit is None or not fit.ok) and can_full:  # pool does not suit it: fit it all
                 pooled = False
-                fit = self._law.fit(steps, losses, lrs=lrs, prior=pool or None)
+                fit, spread = self._full_fit(steps, losses, lrs, pool)
             assert fit is not None
             if not fit.ok:
                 return self._failed(study, trial, step, rung, fit.message)
-            mean, lo, hi = self._interval(fit, pool if pooled else {})
+            mean, lo, hi = self._interval(fit, pool if pooled else spread)
         except ValueError as exc:  # bad input (e.g. non-positive loss): a failed fit
             return self._failed(study, trial, step, rung, str(exc))
         if not (math.isfinite(mean) and lo > 0):
@@ -653,6 +654,9 @@ class LawPruner(BasePruner):
             specs.append(spec)
         if len(specs) < self.min_pool:
             return {}
+        profiled = self._profile(specs)
+        if profiled is not None:
+            return profiled
         try:
             results = self._law.fit_pooled(specs, shared=self.shared)
         except (ValueError, np.linalg.LinAlgError):
@@ -669,6 +673,112 @@ class LawPruner(BasePruner):
             sd = max(se if math.isfinite(se) else 0.0, spread.get(n, (0.0, 0.0))[1], 0.05 * abs(mu))
             pool[n] = (mu, max(sd, 1e-6))
         return pool
+
+    def _full_fit(
+        self,
+        steps: np.ndarray,
+        losses: np.ndarray,
+        lrs: np.ndarray | None,
+        pool: dict[str, tuple[float, float]],
+    ) -> tuple[FitResult, dict[str, tuple[float, float]]]:
+        """Every parameter fitted: a profile over the shared ones when the rest is affine."""
+        spec = {"steps": steps, "losses": losses, "lrs": lrs}
+        prof = self._profile([spec])
+        if prof is not None:
+            fit = _linear_fit(self._law, steps, losses, lrs, {n: mu for n, (mu, _) in prof.items()})
+            if fit is not None:
+                return fit, prof
+        return self._law.fit(steps, losses, lrs=lrs, prior=pool or None), {}
+
+    def _axes(self) -> list[np.ndarray]:
+        """Coarse values of each shared parameter tried by the profile fit (within bounds)."""
+        lo_b, hi_b = self._law.bounds
+        axes = []
+        for n in self.shared:
+            i = self._law.param_names.index(n)
+            lo, hi = float(lo_b[i]), min(float(hi_b[i]), float(self.target_step))
+            if lo <= 0:  # an offset-like parameter: 0, then a log grid up to the budget
+                ax = np.concatenate([[0.0], np.geomspace(max(hi, 1.0) * 1e-3, max(hi, 1.0), 8)])
+            else:
+                ax = np.geomspace(max(lo, 0.02), hi, 16)
+            axes.append(ax)
+        return axes
+
+    def _profile(self, specs: list[dict[str, Any]]) -> dict[str, tuple[float, float]] | None:
+        """Shared parameters by a grid profile, the affine rest in closed form per curve.
+
+        A coarse grid over the shared parameters, then two zooms around its best
+        cell; at each point the affine parameters of every curve are solved in
+        closed form (relative residuals) and the RSS summed. Returns
+        ``name -> (value, sd)``, the sd from the span of the points whose RSS is
+        within ``1 + 4 / n`` of the best (None: the law is not affine in its other
+        parameters, or nothing fits).
+        """
+        if not self.shared or len(self.shared) > 2:
+            return None
+        law = self._law
+        free = [i for i, n in enumerate(law.param_names) if n not in self.shared]
+        prepared = []
+        for spec in specs:
+            y = np.asarray(spec["losses"], dtype=float)
+            if y.size <= len(free):
+                return None
+            curve = law.make_curve(spec["steps"], y, lrs=spec.get("lrs"), n_fixed=len(self.shared))
+            prepared.append((law.features(curve.steps, curve.track), y))
+        n_obs = sum(y.size for _, y in prepared)
+        axes = self._axes()
+        mid = {n: float(ax[len(ax) // 2]) for n, ax in zip(self.shared, axes, strict=True)}
+        if any(_affine_design(law, f, mid, free) is None for f, _ in prepared):
+            return None
+        total = np.zeros(0)
+        grid: list[dict[str, float]] = []
+        best = 0
+        for _ in range(3):  # coarse, then two zooms
+            flat = [m.ravel() for m in np.meshgrid(*axes, indexing="ij")]
+            grid = [
+                dict(zip(self.shared, (float(v) for v in point), strict=True))
+                for point in zip(*flat, strict=True)
+            ]
+            got = self._grid_rss(prepared, grid, free)
+            if got is None or not np.any(np.isfinite(got)):
+                return None
+            total = got
+            best = int(np.nanargmin(total))
+            idx = [int(j) for j in np.unravel_index(best, tuple(ax.size for ax in axes))]
+            axes = [
+                np.linspace(ax[max(j - 1, 0)], ax[min(j + 1, ax.size - 1)], 7)
+                for ax, j in zip(axes, idx, strict=True)
+            ]
+        near = np.flatnonzero(total <= total[best] * (1.0 + 4.0 / max(n_obs, 1)))
+        out = {}
+        for n in self.shared:
+            vals = np.array([grid[j][n] for j in near])
+            mu = grid[best][n]
+            sd = max(float(vals.max() - vals.min()) / 4.0, 0.05 * abs(mu), 1e-6)
+            out[n] = (mu, sd)
+        return out
+
+    def _grid_rss(
+        self, prepared: list[tuple[Any, np.ndarray]], grid: list[dict[str, float]], free: list[int]
+    ) -> np.ndarray | None:
+        """Summed relative RSS over the curves at every grid point (affine part solved)."""
+        lo_b, hi_b = self._law.bounds
+        total = np.zeros(len(grid))
+        for feats, y in prepared:
+            designs = _grid_designs(self._law, feats, grid, free)
+            if designs is None:
+                return None
+            base, xg = designs  # (G, n), (G, n, k)
+            w = 1.0 / y
+            xa, ba = xg * w[None, :, None], (y[None, :] - base) * w[None, :]
+            gram = np.einsum("gnk,gnl->gkl", xa, xa) + 1e-12 * np.eye(len(free))
+            rhs = np.einsum("gnk,gn->gk", xa, ba)
+            with np.errstate(all="ignore"):
+                coef = np.linalg.solve(gram, rhs[..., None])[..., 0]
+            coef = np.clip(coef, lo_b[free], hi_b[free])  # a feasible point: rss is an upper bound
+            resid = np.einsum("gnk,gk->gn", xa, coef) - ba
+            total += np.einsum("gn,gn->g", resid, resid)
+        return total
 
     def _median_pool(
         self, full: dict[int, tuple[float, dict[str, float]]]
@@ -696,31 +806,13 @@ class LawPruner(BasePruner):
                     study._storage.set_trial_user_attr(trial._trial_id, key, v)
 
 
-def _linear_fit(
-    law: Law,
-    steps: np.ndarray,
-    losses: np.ndarray,
-    lrs: np.ndarray | None,
-    fixed: dict[str, float],
-) -> FitResult | None:
-    """Closed-form fit when the law is affine in its free parameters given ``fixed``.
-
-    With the exponents fixed by the pool, a power law ``E + A (t + t0)^-alpha`` is
-    linear in ``(E, A)``: a bounded linear least squares in relative (log-like)
-    residuals replaces the multi-start nonlinear fit (~0.3 ms instead of ~10 ms).
-    Returns None when the law is not affine in the free parameters (the caller
-    then uses ``Law.fit``).
-    """
-    from scipy.optimize import lsq_linear
-
+def _affine_design(
+    law: Law, feats: Any, fixed: dict[str, float], free: list[int]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(base, X)`` with ``law(theta) = base + X @ theta[free]``, or None if not affine."""
     names = law.param_names
-    free = [i for i, n in enumerate(names) if n not in fixed]
-    curve = law.make_curve(steps, losses, lrs=lrs, n_fixed=len(fixed))
-    feats = law.features(curve.steps, curve.track)
-    lo_b, hi_b = law.bounds
     theta = np.array([fixed.get(n, 0.0) for n in names], dtype=float)
-    for i in free:
-        theta[i] = 0.0
+    theta[free] = 0.0
     with np.errstate(all="ignore"):
         base = np.asarray(law.evaluate(theta, feats), dtype=float)
         cols = []
@@ -736,6 +828,76 @@ def _linear_fit(
         return None
     if not np.allclose(check, base + x @ probe[free], rtol=1e-8, atol=1e-12):
         return None
+    return base, x
+
+
+def _grid_designs(
+    law: Law, feats: Any, grid: list[dict[str, float]], free: list[int]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``_affine_design`` at every grid point at once: ``(G, n)`` and ``(G, n, k)``.
+
+    Evaluates the law once per column with each parameter a ``(G, 1)`` column, which
+    numpy broadcasts against the ``n`` observations; a law whose formula does not
+    broadcast that way is evaluated point by point instead.
+    """
+    names = law.param_names
+    g = len(grid)
+    theta = np.zeros((len(names), g, 1))
+    for i, n in enumerate(names):
+        if i not in free:
+            theta[i, :, 0] = [p.get(n, 0.0) for p in grid]
+    try:
+        with np.errstate(all="ignore"):
+            base = np.asarray(law.evaluate(theta, feats), dtype=float)
+            cols = []
+            for i in free:
+                t = theta.copy()
+                t[i] = 1.0
+                cols.append(np.asarray(law.evaluate(t, feats), dtype=float) - base)
+        if base.ndim != 2 or base.shape[0] != g:
+            raise ValueError("no broadcasting")
+        xg = np.stack(cols, axis=-1)
+    except (ValueError, TypeError, IndexError):
+        pairs = [_affine_design(law, feats, p, free) for p in grid]
+        if any(d is None for d in pairs):
+            return None
+        base = np.stack([d[0] for d in pairs if d is not None])
+        xg = np.stack([d[1] for d in pairs if d is not None])
+    if not (np.all(np.isfinite(base)) and np.all(np.isfinite(xg))):
+        return None
+    return base, xg
+
+
+def _linear_fit(
+    law: Law,
+    steps: np.ndarray,
+    losses: np.ndarray,
+    lrs: np.ndarray | None,
+    fixed: dict[str, float],
+    *,
+    strict: bool = True,
+) -> FitResult | None:
+    """Closed-form fit when the law is affine in its free parameters given ``fixed``.
+
+    With the exponents fixed by the pool, a power law ``E + A (t + t0)^-alpha`` is
+    linear in ``(E, A)``: a bounded linear least squares in relative (log-like)
+    residuals replaces the multi-start nonlinear fit (~0.3 ms instead of ~10 ms).
+    Returns None when the law is not affine in the free parameters (the caller
+    then uses ``Law.fit``), and with ``strict`` also when a bound binds on a curve
+    that is not flat.
+    """
+    from scipy.optimize import lsq_linear
+
+    names = law.param_names
+    free = [i for i, n in enumerate(names) if n not in fixed]
+    curve = law.make_curve(steps, losses, lrs=lrs, n_fixed=len(fixed))
+    feats = law.features(curve.steps, curve.track)
+    lo_b, hi_b = law.bounds
+    theta = np.array([fixed.get(n, 0.0) for n in names], dtype=float)
+    design = _affine_design(law, feats, fixed, free)
+    if design is None:
+        return None
+    base, x = design
     y = curve.losses
     w = np.sqrt(curve.weights) / y  # relative residuals, as the log-space fit
     a, b = x * w[:, None], (y - base) * w
@@ -745,7 +907,7 @@ def _linear_fit(
     rss = float(resid @ resid)
     n, k = y.size, len(free)
     at_bound = np.any(got.active_mask != 0)
-    if at_bound and math.sqrt(rss / n) > _FLAT_RMS:
+    if strict and at_bound and math.sqrt(rss / n) > _FLAT_RMS:
         # a bound binds and the curve is not flat (e.g. rising where the law must
         # fall): the constrained line is no fit; let the general fitter decide
         return None
