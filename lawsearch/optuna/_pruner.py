@@ -107,15 +107,22 @@ class LawPruner(BasePruner):
 
     Pooling (shared exponents): a study's trials share the model, so the
     ``shared`` parameters (for ``power``: ``alpha`` and ``t0``) are fitted jointly
-    (``Law.fit_pooled``) on a bounded pool of curves — the ``pool_size`` best
-    trials plus ``pool_random`` random others — refitted only when the pool's
-    members change, at most every ``pool_refit_every`` decisions. Most decisions
-    then fit only the per-trial amplitudes with the shared values fixed, and
-    carry the pool's uncertainty into the interval; every
-    ``full_fit_every``-th decision (and every decision before the pool exists)
-    fits all parameters with the pool as a Gaussian prior. Cost per decision is
-    one small fit plus a look-up in the cached rung table, whatever the number
-    of trials.
+    on a bounded pool of curves — the ``pool_size`` best trials plus
+    ``pool_random`` random others — refitted only when the pool's members change,
+    at most every ``pool_refit_every`` decisions. When the law is affine in its
+    other parameters (``power``: ``E`` and ``A``) the joint fit is a grid profile
+    over the shared ones with the rest solved in closed form; otherwise
+    ``Law.fit_pooled``. Most decisions then fit only the per-trial amplitudes with
+    the shared values fixed (closed form when affine), and carry the pool's
+    uncertainty into the interval; every ``full_fit_every``-th decision (and every
+    decision before the pool exists) fits all parameters (the same profile on the
+    trial alone; ``Law.fit`` with the pool as a prior for other laws). Cost per
+    decision is one small fit plus a look-up in the cached rung table, whatever
+    the number of trials.
+
+    The score may also be capped by ``trend_cap`` (no more improvement than the
+    curve's own second half shows), and below the law's minimum number of points
+    (``min_points`` set lower) it is the last reported value.
 
     The score of a trial at a rung is ``law_weight * law + (1 - law_weight) * last``:
     the law's extrapolation shrunk toward the last reported value, so a curve that
@@ -149,7 +156,8 @@ class LawPruner(BasePruner):
             improvement seen over the second half of the curve (from step
             ``ceil(step / 2)`` to ``step``): an extrapolation from a few points
             (or from a poorly pooled exponent) cannot promise more than the
-            curve's own recent trend supports. None: no cap.
+            curve's own recent trend supports; nor is the score worse than the
+            last value. None: no cap.
         rung_factor: decide only when the step crosses a rung ``warmup * factor**r``
             (geometric rungs, as ASHA); None decides at every report (each step is
             then its own rung, with its own ``lawsearch:rung:<step>`` attr: use it
@@ -161,7 +169,10 @@ class LawPruner(BasePruner):
             able to beat the k-th best to survive (0: any chance to beat it; e.g.
             0.002 prunes trials that at best tie a plateau, such as chance level).
             Negative values are a tolerance: a trial within ``-min_improvement``
-            (relative) of the k-th best survives (keeps near-ties on a plateau).
+            (relative) of the k-th best survives if its curve still improved by more
+            than that margin over its second half (a near-tie that is still
+            falling); a flat curve gets no tolerance, so plateau ties cannot pile
+            up in the upper rungs.
         shared: law parameters shared across trials (None: ``alpha``/``t0`` when
             the law has them; ``()`` fits every trial on its own).
         pool_size: the best trials used to estimate shared parameters.
@@ -382,6 +393,8 @@ class LawPruner(BasePruner):
             return False, pred
         kth = ranked[k - 1]
         margin = self.min_improvement * abs(kth)
+        if margin < 0 and _recent_gain(values, step, minimize) <= -margin:
+            margin = 0.0  # a flat curve gets no tolerance: ties on a plateau must not pile up
         lo, hi = (pred.mean, pred.mean) if self.quantile is None else (pred.lo, pred.hi)
         return (lo > kth - margin if minimize else hi < kth + margin), pred
 
@@ -527,16 +540,23 @@ class LawPruner(BasePruner):
         lo: float,
         hi: float,
     ) -> tuple[float, float, float]:
-        """Bound the optimistic side by ``trend_cap`` x the second half's improvement."""
+        """Bound the score between the last value and ``trend_cap`` x the recent improvement.
+
+        A fitted law that predicts a final worse than the last report of a curve
+        that is still improving is a misfit (the laws only flatten), so the score
+        is never worse than the last value either.
+        """
         assert self.trend_cap is not None
         half = np.flatnonzero(steps <= math.ceil(step / 2))
         ref = float(losses[half[-1]] if half.size else losses[0])
         last = float(losses[-1])
         if study.direction == StudyDirection.MAXIMIZE:
             bound = last + self.trend_cap * max(last - ref, 0.0)
-            return min(mean, bound), min(lo, bound), min(hi, bound)
+            mean = max(min(mean, bound), last)
+            return mean, min(lo, mean), min(hi, bound)
         bound = last - self.trend_cap * max(ref - last, 0.0)
-        return max(mean, bound), max(lo, bound), max(hi, bound)
+        mean = min(max(mean, bound), last)
+        return mean, max(lo, bound), max(hi, mean)
 
     def _failed(
         self, study: optuna.Study, trial: FrozenTrial, step: int, rung: int, message: str
@@ -804,6 +824,14 @@ class LawPruner(BasePruner):
                 v = _attrs.plain(value)
                 if v is not None:
                     study._storage.set_trial_user_attr(trial._trial_id, key, v)
+
+
+def _recent_gain(values: dict[int, float], step: int, minimize: bool) -> float:
+    """Improvement from step ``ceil(step / 2)`` (or the first report) to ``step``."""
+    half = math.ceil(step / 2)
+    earlier = [s for s in values if s <= half]
+    ref = values[max(earlier)] if earlier else values[min(values)]
+    return ref - values[step] if minimize else values[step] - ref
 
 
 def _affine_design(

@@ -234,6 +234,7 @@ def test_trend_cap_bounds_the_promised_drop() -> None:
         ref = vals[max(s for s in vals if s <= math.ceil(at / 2))]
         last = vals[at]
         assert t.user_attrs[attrs.PREDICTED_FINAL] >= last - max(ref - last, 0.0) - 1e-12
+        assert t.user_attrs[attrs.PREDICTED_FINAL] <= last + 1e-12  # laws only flatten
         assert t.user_attrs[attrs.PREDICTED_FINAL] == pytest.approx(last)  # flat 2nd half
 
 
