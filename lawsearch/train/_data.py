@@ -7,9 +7,10 @@ or the one a corpus manifest gives), tokenised and packed into blocks of
 ``seq_len + 1`` tokens (inputs and shifted targets).
 
 The mixture is realised by ``datasets.interleave_datasets(probabilities=weights,
-seed=seed + cycle, stopping_strategy="all_exhausted")`` over per-domain streams
-of block indices; when a cycle ends a new one starts with the next seed, so a
-stream never runs dry. Its position ``(cycle, offset)`` is the whole data state.
+seed=seed + cycle)`` choosing the domain of each draw (see ``MixedStream``); each
+domain walks its blocks epoch by epoch in seeded permutations; when a cycle ends
+a new one starts with the next seed, so a stream never runs dry. Its position
+``(cycle, offset, drawn per domain)`` is the whole data state.
 """
 
 from __future__ import annotations
@@ -283,72 +284,116 @@ def check_weights(weights: Mapping[str, float], domains: Sequence[str]) -> dict[
 
 
 class MixedStream:
-    """An endless, checkpointable stream of (domain, block) draws realising a mixture."""
+    """An endless, checkpointable stream of (domain, block) draws realising a mixture.
 
-    def __init__(self, sizes: Sequence[int], weights: Sequence[float], *, seed: int) -> None:
+    Which domain each draw comes from is sampled with
+    ``datasets.interleave_datasets(probabilities=weights, seed=seed + cycle,
+    stopping_strategy="first_exhausted")`` over per-domain label streams whose
+    lengths are proportional to the weights (about ``cycle_draws`` draws per
+    cycle, whatever the weights: a tiny weight never inflates a cycle, which
+    ``all_exhausted`` over the blocks themselves would, by ``1 / weight``). Each
+    domain then walks its own blocks epoch by epoch, in a fresh seeded
+    permutation per epoch, so every block is used once before any repeats.
+    The state is ``(cycle, offset, drawn per domain)``.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        weights: Sequence[float],
+        *,
+        seed: int,
+        cycle_draws: int = 4096,
+    ) -> None:
         self.sizes = [int(s) for s in sizes]
         self.weights = [float(w) for w in weights]
         self.seed = int(seed)
+        self.cycle_draws = int(cycle_draws)
         self.active = [i for i, w in enumerate(self.weights) if w > 0]
         self.cycle = 0
         self.offset = 0
-        self._order: tuple[NDArray[np.int64], NDArray[np.int64]] | None = None
+        self.drawn = [0] * len(self.sizes)
+        self._order: NDArray[np.int64] | None = None
+        self._perms: dict[tuple[int, int], NDArray[np.int64]] = {}
 
-    def _build(self, cycle: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    def _build(self, cycle: int) -> NDArray[np.int64]:
+        """The domain of every draw of one cycle."""
         import datasets
 
+        total = sum(self.weights[i] for i in self.active)
+        probs = [self.weights[i] / total for i in self.active]
         streams = [
             datasets.Dataset.from_dict(
-                {
-                    "domain": np.full(self.sizes[i], i, dtype=np.int64),
-                    "row": np.arange(self.sizes[i], dtype=np.int64),
-                }
+                {"domain": np.full(math.ceil(p * self.cycle_draws) + 1, i, dtype=np.int64)}
             )
-            for i in self.active
+            for i, p in zip(self.active, probs, strict=True)
         ]
-        probs = [self.weights[i] for i in self.active]
-        total = sum(probs)
         with _quiet_datasets():
             mixed = datasets.interleave_datasets(
                 streams,
-                probabilities=[p / total for p in probs],
+                probabilities=probs,
                 seed=self.seed + cycle,
-                stopping_strategy="all_exhausted",
+                stopping_strategy="first_exhausted",
             )
         table = mixed.with_format("arrow")[0 : len(mixed)]  # one Arrow take, not row by row
-        return (
-            table.column("domain").to_numpy().astype(np.int64),
-            table.column("row").to_numpy().astype(np.int64),
-        )
+        return table.column("domain").to_numpy().astype(np.int64)
+
+    def _rows(self, domain: int, start: int, n: int) -> NDArray[np.int64]:
+        """Blocks of ``domain`` for its draws ``start .. start + n - 1``."""
+        size = self.sizes[domain]
+        draws = np.arange(start, start + n)
+        out = np.empty(n, dtype=np.int64)
+        for epoch in np.unique(draws // size):
+            key = (domain, int(epoch))
+            if key not in self._perms:
+                if len(self._perms) > 4 * len(self.sizes):
+                    self._perms.clear()
+                rng = np.random.default_rng([self.seed, domain, int(epoch)])
+                self._perms[key] = rng.permutation(size).astype(np.int64)
+            sel = draws // size == epoch
+            out[sel] = self._perms[key][draws[sel] % size]
+        return out
 
     def take(self, n: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """The next ``n`` draws as (domain index, block index) arrays; advances the stream."""
-        doms, rows = [], []
+        doms = []
         need = n
         while need > 0:
             if self._order is None:
                 self._order = self._build(self.cycle)
-            d, r = self._order
-            k = min(need, d.size - self.offset)
-            doms.append(d[self.offset : self.offset + k])
-            rows.append(r[self.offset : self.offset + k])
+            k = min(need, self._order.size - self.offset)
+            doms.append(self._order[self.offset : self.offset + k])
             self.offset += k
             need -= k
-            if self.offset >= d.size:
+            if self.offset >= self._order.size:
                 self.cycle, self.offset, self._order = self.cycle + 1, 0, None
-        return np.concatenate(doms), np.concatenate(rows)
+        d = np.concatenate(doms) if doms else np.zeros(0, dtype=np.int64)
+        rows = np.empty(d.size, dtype=np.int64)
+        for dom in np.unique(d):
+            sel = d == dom
+            count = int(sel.sum())
+            rows[sel] = self._rows(int(dom), self.drawn[dom], count)
+            self.drawn[dom] += count
+        return d, rows
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "cycle": self.cycle,
             "offset": self.offset,
+            "drawn": list(self.drawn),
             "seed": self.seed,
             "weights": list(self.weights),
             "sizes": list(self.sizes),
+            "cycle_draws": self.cycle_draws,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        for key in ("seed", "weights", "sizes"):
+        if "drawn" not in state:
+            raise ValueError(
+                "checkpoint data stream comes from an older lawsearch (no per-domain "
+                "positions); start this trial again from step 0."
+            )
+        for key in ("seed", "weights", "sizes", "cycle_draws"):
             mine = getattr(self, key)
             theirs = state[key]
             if json.dumps(mine) != json.dumps(
@@ -359,3 +404,4 @@ class MixedStream:
                     "resume with the same mixture, data and seed."
                 )
         self.cycle, self.offset, self._order = int(state["cycle"]), int(state["offset"]), None
+        self.drawn = [int(x) for x in state["drawn"]]

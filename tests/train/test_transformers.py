@@ -183,7 +183,7 @@ def test_mixed_stream_is_interleaved_with_the_weights_and_resumable() -> None:
     weights = [0.5, 0.3, 0.2, 0.0]
     sizes = [500, 200, 70, 30]
     stream = MixedStream(sizes, weights, seed=3)
-    doms, rows = stream.take(6000)  # spans several all_exhausted cycles
+    doms, rows = stream.take(6000)  # spans several cycles
     counts = np.bincount(doms, minlength=4) / doms.size
     np.testing.assert_allclose(counts, weights, atol=4 * math.sqrt(0.25 / 6000))
     assert counts[3] == 0  # a zero weight is never drawn
@@ -198,6 +198,23 @@ def test_mixed_stream_is_interleaved_with_the_weights_and_resumable() -> None:
     np.testing.assert_array_equal(after[0], doms[923:2423])  # the same stream as straight
     with pytest.raises(ValueError, match="resume with the same mixture"):
         MixedStream(sizes, [0.4, 0.4, 0.2, 0.0], seed=3).load_state_dict(a.state_dict())
+
+
+def test_mixed_stream_walks_each_domain_epoch_by_epoch() -> None:
+    sizes = [50, 7]
+    doms, rows = MixedStream(sizes, [0.5, 0.5], seed=1).take(400)
+    for d, size in enumerate(sizes):
+        r = rows[doms == d]
+        for e in range(len(r) // size):  # each full epoch is a permutation of the blocks
+            assert sorted(r[e * size : (e + 1) * size]) == list(range(size))
+
+
+def test_mixed_stream_with_a_tiny_weight_stays_small() -> None:
+    """A near-zero weight must not blow a cycle up to ~size / weight draws (it did: OOM)."""
+    stream = MixedStream([5000, 3000, 20], [0.6, 0.4 - 1e-9, 1e-9], seed=0, cycle_draws=1000)
+    doms, _ = stream.take(5000)
+    assert stream._order is not None and stream._order.size < 3000
+    assert np.bincount(doms, minlength=3)[2] == 0
 
 
 def test_zero_weight_domain_gets_no_tokens_but_is_evaluated(domains, cache) -> None:
