@@ -47,7 +47,8 @@ from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from lawsearch.laws import Law, get_law
+from lawsearch._errors import did_you_mean
+from lawsearch.laws import Law, get_law, shared_params
 from lawsearch.optuna import _attrs
 from lawsearch.optuna._mixture import get_schedule
 from lawsearch.train._protocol import Trainer
@@ -66,6 +67,7 @@ ROOT = _attrs.PREFIX + "root"
 CHECKPOINT_OUT = _attrs.PREFIX + "checkpoint_out"
 DUPLICATE_OF = _attrs.PREFIX + "duplicate_of"
 SURPLUS = _attrs.PREFIX + "surplus"
+_PROMOTIONS = ("async", "sync")
 
 #: ``objective(trial, budget_steps, resume_from) -> checkpoint`` (it calls ``trial.report``)
 Objective = Callable[[Trial, int, "str | None"], "str | None"]
@@ -118,6 +120,10 @@ def _f(x: Any) -> str:
     return "–" if x is None or not math.isfinite(float(x)) else f"{float(x):.4g}"
 
 
+#: a re-extrapolated trial's ``(mean, lo, hi)`` at the full budget
+_Score = tuple[float, float, float]
+
+
 @dataclass(frozen=True)
 class _Node:
     """A finished trial as the promotion rule sees it."""
@@ -152,13 +158,24 @@ class RetrievalRerank:
         n_candidates: candidates to retrieve (new trials made by the sampler).
         eta: promotion ratio: the top ``floor(n / eta)`` of a rung continue.
         law: a law (or its short name) for the extrapolation.
-        shared: law parameters pooled across trials (default ``alpha`` when present).
-        pool_size: the best curves of a rung pooled with each fit.
+        shared: law parameters common to a study's trials (default
+            ``lawsearch.laws.shared_params(law)``: exponents, time offsets and
+            annealing parameters; offsets and amplitudes stay per trial). A trial's
+            own fit takes them as a prior from the best finished trials; the
+            promotion rule refits every curve of a rung jointly (``pooled_scores``).
+        pool_size: the best finished curves of a rung whose parameters make the prior.
+        pool_max: the most curves of a rung in the joint fit at promotion.
         quantile: the optimistic quantile in (0, 0.5) used to rank with uncertainty.
         max_interval_ratio: an extrapolation whose interval spans more than this
             factor (hi / lo) carries no ranking information (a fit the short
             curve does not identify); such a trial is ranked by its last observed
             value instead, and its ``fit_status`` says so.
+        promotion: ``"async"`` (ASHA: a rung promotes whenever ``floor(n / eta)``
+            grows, no barrier; a promotion is never taken back, so with few
+            candidates more than ``n / eta`` may continue) or ``"sync"``
+            (successive halving: a rung promotes once all its trials have
+            finished, exactly the best ``max(1, floor(n / eta))``; workers never wait,
+            the last to finish a rung promotes).
         prune: with ``trainer``, ask the study's pruner after each report (e.g. a
             ``LawPruner`` stops clear losers inside a budget); off by default
             because Optuna's default study pruner is ``MedianPruner``.
@@ -176,9 +193,11 @@ class RetrievalRerank:
         law: Law | str = "power",
         shared: Sequence[str] | None = None,
         pool_size: int = 8,
+        pool_max: int = 64,
         quantile: float = 0.1,
         max_interval_ratio: float = 2.0,
         prune: bool = False,
+        promotion: str = "async",
     ) -> None:
         b = [int(x) for x in budgets]
         if not b or any(x < 1 for x in b) or any(y <= x for x, y in itertools.pairwise(b)):
@@ -200,17 +219,24 @@ class RetrievalRerank:
         self.eta = float(eta)
         self._law = get_law(law) if isinstance(law, str) else law
         names = self._law.param_names
-        self.shared = (
-            tuple(shared) if shared is not None else tuple(n for n in ("alpha",) if n in names)
-        )
+        self.shared = tuple(shared) if shared is not None else shared_params(self._law)
         unknown = [n for n in self.shared if n not in names]
         if unknown:
             raise ValueError(f"`shared` names {unknown} are not parameters of {names}.")
         self.pool_size = int(pool_size)
+        self.pool_max = int(pool_max)
+        self._lock = threading.Lock()
+        self._pooled_cache: dict[tuple[int, int, tuple[int, ...]], dict[int, _Score]] = {}
         self.quantile = float(quantile)
         if not max_interval_ratio > 1:
             raise ValueError(f"`max_interval_ratio` must be > 1; got {max_interval_ratio!r}.")
         self.max_interval_ratio = float(max_interval_ratio)
+        if promotion not in _PROMOTIONS:
+            raise ValueError(
+                f"`promotion` must be one of {_PROMOTIONS}; got {promotion!r}."
+                + did_you_mean(str(promotion), _PROMOTIONS)
+            )
+        self.promotion = promotion
         self._objective = (
             objective if objective is not None else self._trainer_objective(trainer, config, prune)
         )
@@ -370,23 +396,13 @@ class RetrievalRerank:
             except (ValueError, RuntimeError, FloatingPointError) as exc:
                 fit, why = None, str(exc)
             if fit is not None and fit.ok:
-                try:
-                    m = float(fit.predict([target])[0])
-                    lo_a, hi_a = fit.interval([target], level=1.0 - 2.0 * self.quantile)
-                    informative = (
-                        all(math.isfinite(x) for x in (m, lo_a[0], hi_a[0]))
-                        and lo_a[0] > 0
-                        and math.log(hi_a[0]) - math.log(lo_a[0])
-                        <= math.log(self.max_interval_ratio)
-                    )
-                    if not informative:
-                        status = "unreliable: ranked by the last observed value"
-                    else:
-                        mean, lo, hi, status = m, float(lo_a[0]), float(hi_a[0]), fit.status
-                        for name, val in fit.params.items():
-                            trial.set_user_attr(_attrs.PARAM_PREFIX + name, _attrs.plain(val))
-                except (ValueError, FloatingPointError, OverflowError):
-                    status = "failed"
+                score = self._score(fit, target)
+                if score is None:
+                    status = "unreliable: ranked by the last observed value"
+                else:
+                    (mean, lo, hi), status = score, fit.status
+                    for name, val in fit.params.items():
+                        trial.set_user_attr(_attrs.PARAM_PREFIX + name, _attrs.plain(val))
             else:
                 status = f"failed: {why or (fit.message if fit is not None else '')}".rstrip(": ")
         for key, val in (
@@ -450,9 +466,11 @@ class RetrievalRerank:
         return prior
 
     # ---------------------------------------------------------------- promote
-    def _nodes(self, study: optuna.Study) -> tuple[list[_Node], set[tuple[int, int]]]:
+    def _nodes(
+        self, study: optuna.Study, trials: Sequence[FrozenTrial] | None = None
+    ) -> tuple[list[_Node], set[tuple[int, int]]]:
         nodes, promoted = [], set()
-        for t in study.get_trials(deepcopy=False):
+        for t in study.get_trials(deepcopy=False) if trials is None else trials:
             a = t.user_attrs
             if _attrs.PARENT in a and DUPLICATE_OF not in a:
                 promoted.add((int(a[_attrs.PARENT]), int(a[RUNG])))
@@ -476,17 +494,117 @@ class RetrievalRerank:
 
     def eligible(self, study: optuna.Study) -> list[_Node]:
         """Finished trials that the rule promotes now and that have no continuation yet."""
-        nodes, promoted = self._nodes(study)
+        trials = study.get_trials(deepcopy=False)
+        nodes, promoted = self._nodes(study, trials)
         sign = 1.0 if study.direction != StudyDirection.MAXIMIZE else -1.0
         out = []
         for rung in range(len(self.budgets) - 1):
             at = [n for n in nodes if n.rung == rung]
             k = math.floor(len(at) / self.eta)
+            if self.promotion == "sync":
+                if not self._rung_finished(trials, rung):
+                    continue
+                k = max(k, 1) if at else 0  # a finished rung always continues its best
             if k < 1:
                 continue
-            optimistic = sorted(at, key=lambda n: (sign * (n.lo if sign > 0 else n.hi), n.number))
-            out += [n for n in optimistic[:k] if (n.number, rung + 1) not in promoted]
+            scores = self.pooled_scores(study, rung, at, trials)
+
+            def optimistic(n: _Node, scores: dict[int, _Score] = scores) -> tuple[float, int]:
+                lo, hi = scores[n.number][1:] if n.number in scores else (n.lo, n.hi)
+                return sign * (lo if sign > 0 else hi), n.number
+
+            out += [
+                n for n in sorted(at, key=optimistic)[:k] if (n.number, rung + 1) not in promoted
+            ]
         return out
+
+    def _rung_finished(self, trials: Sequence[FrozenTrial], rung: int) -> bool:
+        """Every trial that will ever run at ``rung`` has finished (``sync`` promotion)."""
+        live = (TrialState.RUNNING, TrialState.WAITING)
+        n = 0
+        for t in trials:
+            a = t.user_attrs
+            if SURPLUS in a or DUPLICATE_OF in a:
+                continue
+            if rung == 0 and _attrs.PARENT not in a:
+                n += 1
+                if t.state in live:
+                    return False
+            elif rung > 0 and a.get(RUNG) == rung and t.state in live:
+                return False
+        if rung == 0:
+            return n >= self.n_candidates
+        # the continuations into this rung were all added when the rung below finished
+        return self._rung_finished(trials, rung - 1)
+
+    def pooled_scores(
+        self,
+        study: optuna.Study,
+        rung: int,
+        nodes: Sequence[_Node],
+        trials: Sequence[FrozenTrial] | None = None,
+    ) -> dict[int, _Score]:
+        """Re-extrapolate a rung's finished trials *jointly*: ``number -> (mean, lo, hi)``.
+
+        When a trial finishes, its own prediction can borrow only from the trials
+        that finished before it (the first few borrow nothing). The promotion rule
+        instead ranks with one pooled fit of every curve at the rung (``shared``
+        parameters common, offsets and amplitudes per trial), so early and late
+        trials are judged alike. Trials whose pooled prediction is missing or not
+        informative (see ``max_interval_ratio``) keep their own; if the pooled fit
+        fails, every trial keeps its own. Deterministic in the set of trials (every
+        worker ranks alike); cached per set. At most ``pool_max`` curves enter the
+        fit: the best by their own optimistic prediction.
+        """
+        target = float(self.budgets[-1])
+        if not self.shared or self.budgets[rung] >= target or len(nodes) < 2:
+            return {}
+        sign = 1.0 if study.direction != StudyDirection.MAXIMIZE else -1.0
+        ranked = sorted(nodes, key=lambda n: (sign * (n.lo if sign > 0 else n.hi), n.number))
+        members = tuple(sorted(n.number for n in ranked[: self.pool_max]))
+        key = (study._study_id, rung, members)
+        with self._lock:
+            if key in self._pooled_cache:
+                return self._pooled_cache[key]
+        by_number = {t.number: t for t in (trials or study.get_trials(deepcopy=False))}
+        curves, numbers = [], []
+        for number in members:
+            frozen = by_number[number]
+            steps, values = _curve(frozen)
+            lrs, why = self._lrs(frozen, int(max(target, steps[-1] if steps.size else 0)))
+            if why or steps.size < self._law.min_points() or not np.all(values > 0):
+                continue
+            curves.append({"steps": steps, "losses": values, "lrs": lrs})
+            numbers.append(number)
+        scores: dict[int, _Score] = {}
+        if len(curves) >= 2:
+            try:
+                fits = self._law.fit_pooled(curves, shared=self.shared)
+            except (ValueError, RuntimeError, FloatingPointError):
+                fits = []
+            for number, fit in zip(numbers, fits, strict=False):
+                score = self._score(fit, target)
+                if score is not None:
+                    scores[number] = score
+        with self._lock:
+            self._pooled_cache[key] = scores
+        return scores
+
+    def _score(self, fit: Any, target: float) -> _Score | None:
+        """``(mean, lo, hi)`` at ``target`` if the fit is ok and informative, else None."""
+        if fit is None or not fit.ok:
+            return None
+        try:
+            m = float(fit.predict([target])[0])
+            lo_a, hi_a = fit.interval([target], level=1.0 - 2.0 * self.quantile)
+        except (ValueError, FloatingPointError, OverflowError):
+            return None
+        lo, hi = float(lo_a[0]), float(hi_a[0])
+        if not all(math.isfinite(x) for x in (m, lo, hi)) or lo <= 0:
+            return None
+        if math.log(hi) - math.log(lo) > math.log(self.max_interval_ratio):
+            return None
+        return m, lo, hi
 
     def _promote(self, study: optuna.Study) -> bool:
         """Add a WAITING continuation for each eligible trial; True if any was added."""

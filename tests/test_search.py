@@ -392,3 +392,40 @@ def test_schedule_aware_law_without_a_schedule_ranks_by_the_last_value() -> None
     for t in (t for t in study.trials if t.user_attrs.get(RUNG) == 0):
         assert "needs the LR schedule" in t.user_attrs[attrs.FIT_STATUS]
         assert t.user_attrs[attrs.PREDICTED_FINAL] == pytest.approx(t.value)
+
+
+def test_sync_promotion_cuts_each_rung_once_it_has_finished() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    search = RetrievalRerank(
+        budgets=BUDGETS,
+        n_candidates=N,
+        trainer=ReplayTrainer(_curves()),
+        config=lambda t: {"config_id": t.suggest_int("config_id", 0, N - 1)},
+        eta=3.0,
+        promotion="sync",
+    )
+    study = _study()
+    res = search.run(study)
+    _check_invariants(study, search)
+    continuations = [t for t in study.trials if attrs.PARENT in t.user_attrs]
+    # 9 -> 3 -> 1, each cut made only after every trial of the rung finished
+    assert Counter(t.user_attrs[RUNG] for t in continuations) == {1: 3, 2: 1}
+    assert min(t.number for t in continuations) == N
+    assert res.compute_steps == N * 6 + 3 * 12 + 1 * 36
+    with pytest.raises(ValueError, match="`promotion` must be one of"):
+        RetrievalRerank(budgets=BUDGETS, n_candidates=2, objective=lambda *a: None, promotion="snc")
+
+
+def test_sync_promotion_continues_one_even_when_floor_gives_none() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    search = RetrievalRerank(
+        budgets=BUDGETS,
+        n_candidates=4,
+        trainer=ReplayTrainer(_curves()),
+        config=lambda t: {"config_id": t.suggest_int("config_id", 0, N - 1)},
+        eta=3.0,
+        promotion="sync",
+    )
+    study = _study(n=4)
+    res = search.run(study)
+    assert res.best_budget == BUDGETS[-1]  # 4 -> 1 -> 1 (floor(1 / 3) = 0 would stop)

@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 
 from lawsearch._errors import did_you_mean
 from lawsearch.cli import UserError
-from lawsearch.laws import LAWS, FitResult, Law, get_law
+from lawsearch.laws import LAWS, FitResult, Law, get_law, shared_params
 
 __all__ = [
     "MODES",
@@ -488,25 +488,6 @@ def _reference_job(run: RunCurve, law: Law) -> _Job:
     job = _Job(run, n, int(run.steps[n - 1]), float(run.losses[n - 1]))
     _check_prefix(law, job, "reference (whole run)")
     return job
-
-
-def shared_params(law: Law) -> tuple[str, ...]:
-    """The parameters pooled and transfer modes share across runs, by default.
-
-    A law may declare them (``shared_params()``); otherwise every parameter but
-    the first two, which by the convention of every law here are the run's
-    offset and amplitude (``E``/``L0`` and ``A``). Exponents, time offsets and
-    annealing parameters are shared. (Measured on the lr_schedules runs at a 20 %
-    prefix, transfer mode: sharing the annealing amplitude ``B``/``C`` too, rather
-    than refitting it per run as a linear parameter, cuts the mean error of the
-    Multi-Power Law from 2.5 % to 0.85 % and of the momentum law from 2.5 % to
-    0.3 %: a prefix before the decay cannot identify it.)
-    """
-    hook = getattr(law, "shared_params", None)
-    declared = hook() if callable(hook) else None
-    if declared is not None:
-        return tuple(declared)
-    return law.param_names[2:]
 
 
 def _pooled(law: Law, jobs: list[_Job], level: float, shared: tuple[str, ...]) -> list[Outcome]:
