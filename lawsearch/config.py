@@ -26,6 +26,7 @@ Sections::
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import tomllib
 import typing
@@ -224,12 +225,19 @@ class SearchConfig:
     to the full budget. ``rungs`` are the budgets survivors continue to, as
     increasing fractions of the full budget ending at 1.0; with several rungs the
     cut is geometric (``(candidates / survivors) ** (1 / len(rungs))`` per rung) so
-    that ``survivors`` candidates reach the full budget.
+    that ``survivors`` candidates reach the full budget (at least one continues
+    from every rung).
+
+    ``promotion = "sync"`` (the default) cuts a rung once all its trials have
+    finished, so exactly the planned number continue; ``"async"`` promotes
+    ASHA-style as trials finish (no barrier, better with many workers, but an
+    early promotion is never taken back, so more than planned may continue).
     """
 
     candidates: int = 12
     survivors: int = 3
     rungs: tuple[float, ...] = (1.0,)
+    promotion: str = "sync"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -322,6 +330,21 @@ class StudyConfig:
         high = {d.name: (ss.mixture_high if d.high < 0 else d.high) for d in self.domains}
         return low, high
 
+    @property
+    def planned_steps(self) -> int:
+        """Optimizer steps of the search if nothing is pruned early (``sync`` promotion).
+
+        Every candidate screens for the short budget, then ``max(1, floor(n / eta))``
+        of the ``n`` trials of each rung continue to the next.
+        """
+        budgets = self.budget_steps
+        n = self.search.candidates
+        steps = n * budgets[0]
+        for lo, hi in itertools.pairwise(budgets):
+            n = max(1, math.floor(n / self.eta))
+            steps += n * (hi - lo)
+        return steps
+
     def full_budget_compute(self) -> int:
         """Tokens it would take to train every candidate to the full budget."""
         return self.search.candidates * self.budgets.full_tokens
@@ -342,6 +365,7 @@ _SECTIONS: dict[str, type] = {
     "train": TrainConfig,
 }
 _ALL_SECTIONS = (*_SECTIONS, "domains")
+_PROMOTIONS = ("sync", "async")
 
 
 def load_study(path: str | Path, *, run_root: str | Path | None = None) -> StudyConfig:
@@ -764,6 +788,11 @@ def _validate_search(cfg: StudyConfig) -> None:
             f"`search.survivors` must be in [1, search.candidates={s.candidates}]; "
             f"got {s.survivors}."
         )
+    if s.promotion not in _PROMOTIONS:
+        raise ValueError(
+            f"`search.promotion` must be one of {list(_PROMOTIONS)}; got {s.promotion!r}."
+            + did_you_mean(str(s.promotion), _PROMOTIONS)
+        )
     if not s.rungs or s.rungs[-1] != 1.0:
         raise ValueError(
             f"`search.rungs` must be increasing fractions of the full budget ending at 1.0; "
@@ -1108,4 +1137,5 @@ def build_search(
         eta=cfg.eta,
         law=cfg.law.build(),
         quantile=cfg.pruner.quantile,
+        promotion=cfg.search.promotion,
     )

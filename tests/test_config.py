@@ -43,6 +43,9 @@ def test_valid_study_converts_budgets_and_fills_defaults(tmp_path: Path) -> None
     cfg = _parse(tmp_path, _base(tmp_path))
     assert cfg.short_steps == 40 and cfg.full_steps == 200
     assert cfg.rung_steps == (100, 200)
+    assert cfg.search.promotion == "sync"
+    # 6 candidates x 40 steps, eta = sqrt(3): 3 continue to 100, then 1 to 200
+    assert cfg.planned_steps == 6 * 40 + 3 * 60 + 1 * 100
     assert cfg.run_dir == tmp_path / "runs" / "t"
     assert cfg.study.storage == str(tmp_path / "runs" / "t" / "journal.log")
     low, high = cfg.mixture_bounds
@@ -95,6 +98,7 @@ def test_bad_values_name_the_key(tmp_path: Path) -> None:
         (("study", "storage"), "sqlite:///x.db", r"`study.storage`.*SQLite.*parallel"),
         (("study", "storage"), "redis://x", r"`study.storage`.*not supported"),
         (("budgets", "full_tokens"), 100, r"`budgets.short_tokens`.*below"),
+        (("search", "promotion"), "synch", r"`search.promotion`.*'sync'"),
     ]
     for path, value, match in cases:
         data = copy.deepcopy(_base(tmp_path))

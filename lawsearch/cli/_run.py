@@ -210,9 +210,7 @@ def _pick_number(result: Any) -> int | None:
 
 def _expected_tokens(cfg: Any) -> float:
     """Compute the search spends if nothing is pruned early: screen all, continue survivors."""
-    s = cfg.search
-    survivors = cfg.short_steps * s.candidates + (cfg.full_steps - cfg.short_steps) * s.survivors
-    return float(survivors * cfg.train.tokens_per_step)
+    return float(cfg.planned_steps * cfg.train.tokens_per_step)
 
 
 # ---- recovering trials of a dead process (journal files) ---------------------------------
