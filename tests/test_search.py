@@ -31,13 +31,14 @@ def _curves(n: int = N) -> dict[int, ReplayCurve]:
     return out
 
 
-def _search(trainer: ReplayTrainer, n: int = N) -> RetrievalRerank:
+def _search(trainer: ReplayTrainer | None = None, n: int = N, **options) -> RetrievalRerank:
+    options.setdefault("eta", 3.0)
     return RetrievalRerank(
         budgets=BUDGETS,
         n_candidates=n,
-        trainer=trainer,
-        config=lambda t: {"config_id": t.suggest_int("config_id", 0, n - 1)},
-        eta=3.0,
+        trainer=trainer or ReplayTrainer(_curves()),
+        config=lambda t: {"config_id": t.suggest_int("config_id", 0, N - 1)},
+        **options,
     )
 
 
@@ -190,7 +191,7 @@ def _worker(url: str, name: str) -> None:
     study = optuna.load_study(
         study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler()
     )
-    _search(ReplayTrainer(_curves())).work(study)
+    _search().work(study)
 
 
 def _storage(url: str):
@@ -212,7 +213,7 @@ def _two_processes(url: str, name: str, storage=None) -> None:
     for p in procs:
         p.join(timeout=600)
     assert [p.exitcode for p in procs] == [0, 0]
-    search = _search(ReplayTrainer(_curves()))
+    search = _search()
     _check_invariants(study, search)
     res = search.result(study)
     assert res.best_params == {"config_id": 0}
@@ -243,7 +244,7 @@ def test_two_processes_on_postgresql(postgres_url: str) -> None:
 def test_values_are_plain_and_finite_or_none() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = _study()
-    _search(ReplayTrainer(_curves())).run(study)
+    _search().run(study)
     for t in study.trials:
         for k, v in t.user_attrs.items():
             if k.startswith("lawsearch:") and v is not None:
@@ -309,14 +310,8 @@ def test_study_pruner_stops_a_trainer_trial() -> None:
 
 def test_an_uninformative_extrapolation_ranks_by_the_last_value() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    search = RetrievalRerank(
-        budgets=BUDGETS,
-        n_candidates=N,
-        trainer=ReplayTrainer(_curves()),
-        config=lambda t: {"config_id": t.suggest_int("config_id", 0, N - 1)},
-        eta=3.0,
-        max_interval_ratio=1.0 + 1e-12,  # no interval is narrow enough: never trust the law
-    )
+    # no interval is narrow enough: never trust the law
+    search = _search(max_interval_ratio=1.0 + 1e-12)
     study = _study()
     search.run(study)
     short = [t for t in study.trials if t.user_attrs.get(RUNG) == 0]
@@ -380,13 +375,7 @@ def test_schedule_aware_law_extrapolates_with_the_trials_schedule() -> None:
 
 def test_schedule_aware_law_without_a_schedule_ranks_by_the_last_value() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    search = RetrievalRerank(
-        budgets=BUDGETS,
-        n_candidates=N,
-        trainer=ReplayTrainer(_curves()),
-        config=lambda t: {"config_id": t.suggest_int("config_id", 0, N - 1)},
-        law="momentum",
-    )
+    search = _search(law="momentum")
     study = _study()
     search.run(study)
     for t in (t for t in study.trials if t.user_attrs.get(RUNG) == 0):
@@ -396,14 +385,7 @@ def test_schedule_aware_law_without_a_schedule_ranks_by_the_last_value() -> None
 
 def test_sync_promotion_cuts_each_rung_once_it_has_finished() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    search = RetrievalRerank(
-        budgets=BUDGETS,
-        n_candidates=N,
-        trainer=ReplayTrainer(_curves()),
-        config=lambda t: {"config_id": t.suggest_int("config_id", 0, N - 1)},
-        eta=3.0,
-        promotion="sync",
-    )
+    search = _search(promotion="sync")
     study = _study()
     res = search.run(study)
     _check_invariants(study, search)
@@ -418,14 +400,7 @@ def test_sync_promotion_cuts_each_rung_once_it_has_finished() -> None:
 
 def test_sync_promotion_continues_one_even_when_floor_gives_none() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    search = RetrievalRerank(
-        budgets=BUDGETS,
-        n_candidates=4,
-        trainer=ReplayTrainer(_curves()),
-        config=lambda t: {"config_id": t.suggest_int("config_id", 0, N - 1)},
-        eta=3.0,
-        promotion="sync",
-    )
+    search = _search(n=4, promotion="sync")
     study = _study(n=4)
     res = search.run(study)
     assert res.best_budget == BUDGETS[-1]  # 4 -> 1 -> 1 (floor(1 / 3) = 0 would stop)
