@@ -268,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ],
         "environment": environment(),
     }
+    result["rung_predictions"] = rung_predictions(cfg, trainer, study, truth)
     result["targets"] = [
         {
             "target": f"search compute <= {TARGET_COMPUTE:.0%} of training all fully",
@@ -288,6 +289,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def rung_predictions(
+    cfg: Any, trainer: Any, study: Any, truth: dict[int, float]
+) -> list[dict[str, Any]]:
+    """How well the joint (pooled) refit the promotion rule ranks with predicts, per rung."""
+    from lawsearch.config import build_search
+
+    search = build_search(cfg, trainer=trainer)
+    nodes, _ = search._nodes(study)
+    out = []
+    for rung, steps in enumerate(cfg.budget_steps[:-1]):
+        at = [n for n in nodes if n.rung == rung]
+        scores = search.pooled_scores(study, rung, at)
+        root = {n.number: n.root for n in at}
+        pairs = [(truth[root[k]], v[0]) for k, v in scores.items() if root[k] in truth]
+        out.append(
+            {
+                "rung": rung,
+                "steps": steps,
+                "trials": len(at),
+                "jointly_scored": len(pairs),
+                "mean_rel_error": float(np.mean([abs(p - t) / t for t, p in pairs]))
+                if pairs
+                else math.nan,
+                "spearman": _spearman([p for _, p in pairs], [t for t, _ in pairs]),
+            }
+        )
+    return out
+
+
 def _reached_short(lineages: Sequence[Any], number: int, cfg: Any) -> bool:
     lin = next(lin for lin in lineages if lin.number == number)
     return lin.reached_step >= cfg.short_steps
@@ -303,6 +333,17 @@ def _markdown(r: dict[str, Any], search_table: str) -> str:
         ["Spearman predicted vs true", fmt(r["prediction_spearman"], ".3f"), ""],
         ["Spearman short-budget loss vs true", fmt(r["short_loss_spearman"], ".3f"), "baseline"],
         ["true rank of the short-loss pick", r["baseline_true_rank"], "baseline"],
+    ]
+    rungs = [
+        [
+            x["rung"],
+            x["steps"],
+            x["trials"],
+            x["jointly_scored"],
+            fmt(x["mean_rel_error"], ".2%"),
+            fmt(x["spearman"], ".3f"),
+        ]
+        for x in r.get("rung_predictions", [])
     ]
     cands = [
         [
@@ -324,6 +365,10 @@ def _markdown(r: dict[str, Any], search_table: str) -> str:
         f"{r['full_steps']} steps, law `{r['law']}`; search {sec['search']:.0f} s, ground "
         f"truth {sec['ground_truth']:.0f} s.\n\n"
         + markdown_table(["measure", "value", "target"], rows)
+        + "\n\n## Joint refits the promotion rule ranked with\n\n"
+        + markdown_table(
+            ["rung", "steps", "trials", "jointly scored", "mean rel. error", "Spearman"], rungs
+        )
         + "\n\n## Candidates (by true rank)\n\n"
         + markdown_table(
             [
