@@ -392,7 +392,7 @@ def plot(runs: list[RunResult], path: Path) -> None:
         ax.set_title(f"TaskSet, {'all configs' if variant == 'all' else 'DPL filter'}")
     axes[0].set_ylabel("normalized regret (median over runs)")
     for ax in axes:
-        if ax.lines:
+        if ax.get_legend_handles_labels()[0]:  # a variant not run has only the 0.05 line
             ax.legend(fontsize=8)
     save_figure(fig, path)
 
