@@ -71,7 +71,36 @@ def execute(
         trainer: a ``Trainer`` to use instead of the study's ``TransformersTrainer``
             (tests and replays).
         out: where the table goes (default stdout).
+
+    Under ``torchrun`` (``WORLD_SIZE > 1``) rank 0 runs the search and every
+    trial trains data-parallel on all ranks; the other ranks only follow
+    (``lawsearch.cli._distributed``) and print nothing.
     """
+    from lawsearch.cli import _distributed
+
+    if _distributed.world_size() <= 1:
+        return _execute(cfg, worker=worker, progress=progress, trainer=trainer, out=out)
+    from lawsearch import config as wiring
+
+    channel = _distributed.Channel(cfg.train.device)
+    inner = trainer if trainer is not None else wiring.build_trainer(cfg)
+    if not channel.is_main:
+        _distributed.follow(inner, channel)
+        return 0
+    leader = _distributed.LeaderTrainer(inner, channel)
+    code = _execute(cfg, worker=worker, progress=progress, trainer=leader, out=out)
+    leader.close()  # not on an exception: the followers are mid-collective; torchrun ends them
+    return code
+
+
+def _execute(
+    cfg: Any,
+    *,
+    worker: bool,
+    progress: bool,
+    trainer: Any,
+    out: Any,
+) -> int:
     import optuna
 
     from lawsearch import config as wiring

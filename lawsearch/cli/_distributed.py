@@ -1,0 +1,128 @@
+"""``lawsearch run|worker`` under ``torchrun``: rank 0 drives the study, the others follow.
+
+One study worker may span several processes (one per GPU) that train each trial
+data-parallel. Only rank 0 talks to the Optuna storage: it asks for trials,
+extrapolates, promotes and reports. Before each ``Trainer.train`` call it sends
+the call (trainer config, budget, checkpoint to resume) to the other ranks over a
+gloo group, and all ranks then train that trial together (``TransformersTrainer``
+shards the batch, all-reduces gradients and evaluation, and syncs rank 0's
+decision to stop). When the search is done, rank 0 sends ``None`` and the
+followers return.
+
+If rank 0 fails, it does not send anything more: the other ranks are then inside
+a collective and ``torchrun`` tears the job down.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["Channel", "LeaderTrainer", "follow", "world_size"]
+
+
+def world_size() -> int:
+    """The number of processes ``torchrun`` launched (1 outside torchrun)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+class Channel:
+    """Broadcast small Python objects from rank 0 over a gloo group (any device)."""
+
+    def __init__(self, device: str) -> None:
+        import torch
+        import torch.distributed as dist
+
+        from lawsearch.train._ddp import setup_distributed
+
+        cuda = device != "cpu" and torch.cuda.is_available()
+        self.dist = setup_distributed("cuda" if cuda else "cpu")
+        # a separate gloo group: object broadcasts then never touch nccl or the GPU
+        self._group = dist.new_group(backend="gloo")
+
+    @property
+    def is_main(self) -> bool:
+        return self.dist.is_main
+
+    def send(self, obj: Any) -> None:
+        """Rank 0: deliver ``obj`` to every other rank."""
+        import torch.distributed as dist
+
+        dist.broadcast_object_list([obj], src=0, group=self._group)
+
+    def recv(self) -> Any:
+        """Other ranks: the next object rank 0 sent."""
+        import torch.distributed as dist
+
+        box: list[Any] = [None]
+        dist.broadcast_object_list(box, src=0, group=self._group)
+        return box[0]
+
+
+class LeaderTrainer:
+    """Rank 0's trainer: announces each ``train`` call to the followers, then trains.
+
+    Every other attribute is the wrapped trainer's.
+    """
+
+    def __init__(self, inner: Any, channel: Channel) -> None:
+        self._inner = inner
+        self._channel = channel
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def train(
+        self,
+        config: Mapping[str, Any],
+        *,
+        budget_steps: int,
+        resume_from: str | None = None,
+        report: Any,
+    ) -> Any:
+        call = {"config": dict(config), "budget_steps": int(budget_steps)}
+        call["resume_from"] = resume_from
+        self._channel.send(call)
+        return self._inner.train(
+            config, budget_steps=budget_steps, resume_from=resume_from, report=report
+        )
+
+    def close(self) -> None:
+        """Release the followers (call once, after the search finished normally)."""
+        self._channel.send(None)
+
+
+def follow(trainer: Any, channel: Channel, *, log: Any = None) -> int:
+    """Other ranks: train every call rank 0 announces until it sends ``None``.
+
+    Args:
+        trainer: this rank's trainer (the same study, so the same data and model).
+        channel: the channel rank 0 announces on.
+        log: where to write one closing line (default stderr).
+
+    Returns:
+        The number of trials trained.
+    """
+    n = 0
+    while (call := channel.recv()) is not None:
+        trainer.train(
+            call["config"],
+            budget_steps=call["budget_steps"],
+            resume_from=call["resume_from"],
+            report=_never,
+        )
+        n += 1
+    print(
+        f"lawsearch: rank {channel.dist.rank} trained {n} trial(s) with rank 0",
+        file=log or sys.stderr,
+    )
+    return n
+
+
+def _never(step: int, value: float, extras: Mapping[str, Any]) -> bool:
+    return False  # only rank 0's report decides; the trainer syncs its decision
