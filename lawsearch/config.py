@@ -968,7 +968,7 @@ def build_pruner(cfg: StudyConfig) -> Any:
     return LawPruner(
         target_step=cfg.full_steps,
         law=cfg.law.build(),
-        min_points=max(p.min_points, 1),
+        min_points=p.min_points or None,  # 0: the law's minimum (never the last value alone)
         quantile=p.quantile,
         rung_factor=p.rung_factor or None,
         keep_fraction=p.keep_fraction,
