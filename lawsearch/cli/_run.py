@@ -219,13 +219,19 @@ def _dashboard_figures(study: Any, cfg: Any, rep: Any, top: int = 5) -> None:
             continue
         done.add(trial.number)
         if len(trial.intermediate_values) >= cfg.law.build().min_points():
-            save_trial_figure(
-                study,
-                trial,
-                artifact_store=store,
-                law=cfg.law.build(),
-                target_step=cfg.full_steps,
-            )
+            try:
+                save_trial_figure(
+                    study,
+                    trial,
+                    artifact_store=store,
+                    law=cfg.law.build(),
+                    target_step=cfg.full_steps,
+                )
+            except (OSError, ValueError) as exc:  # a figure never fails the search
+                print(
+                    f"lawsearch: no dashboard figure for trial {trial.number}: {exc}",
+                    file=sys.stderr,
+                )
     study._storage.set_study_system_attr(study._study_id, key, sorted(done))
 
 

@@ -93,12 +93,18 @@ def trial_figure(
     if fit.ok:
         first = float(steps[np.isfinite(values)].min())
         grid = np.unique(np.concatenate([np.geomspace(max(first, 1.0), end, 200), [end]]))
-        ax.plot(grid, fit.predict(grid), "-", color="C1", label=f"{fit.law.name} fit")
-        lo, hi = fit.interval(grid, level=level)
-        ax.fill_between(grid, lo, hi, color="C1", alpha=0.25, label=f"{level:.0%} interval")
+        grid = _usable_grid(fit, grid)
+        if grid.size:
+            ax.plot(grid, fit.predict(grid), "-", color="C1", label=f"{fit.law.name} fit")
+            lo, hi = fit.interval(grid, level=level)
+            ax.fill_between(grid, lo, hi, color="C1", alpha=0.25, label=f"{level:.0%} interval")
         ax.axvline(float(steps.max()), color="0.6", lw=0.8, ls=":")
-        pred = float(fit.predict([end])[0])
-        ax.set_title(f"{title}: predicted {pred:.4g} at step {int(end)}", fontsize=9)
+        if grid.size and grid[-1] >= end:
+            pred = float(fit.predict([end])[0])
+            ax.set_title(f"{title}: predicted {pred:.4g} at step {int(end)}", fontsize=9)
+        else:
+            last = f" after step {grid[-1]:.0f}" if grid.size else ""
+            ax.set_title(f"{title}: the fit leaves positive losses{last}", fontsize=8)
     else:
         ax.set_title(f"{title}: fit {fit.status} ({fit.message})", fontsize=8)
     ax.set_xlabel("step")
@@ -107,6 +113,29 @@ def trial_figure(
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _usable_grid(fit: FitResult, grid: np.ndarray) -> np.ndarray:
+    """The leading part of ``grid`` where the fit predicts usable (positive) losses.
+
+    ``FitResult.predict`` raises rather than answer a non-positive loss; a figure
+    draws what it can instead of failing.
+    """
+    try:
+        fit.predict(grid)
+        fit.interval(grid)
+        return grid
+    except ValueError:
+        pass
+    ok = 0
+    for i, g in enumerate(grid):
+        try:
+            fit.predict([g])
+            fit.interval([g])
+        except ValueError:
+            break
+        ok = i + 1
+    return grid[:ok]
 
 
 def save_trial_figure(

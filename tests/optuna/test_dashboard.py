@@ -141,3 +141,29 @@ def test_study_figure_shows_predictions_and_leaders(
     assert all(len(b.y) == 3 for b in bars)
     stacked = np.sum([b.y for b in bars], axis=0)
     assert np.allclose(stacked, 1.0)
+
+
+def test_trial_figure_draws_a_fit_that_leaves_the_positive_losses() -> None:
+    """A fit whose extrapolation turns negative is drawn as far as it is usable."""
+    from optuna.distributions import FloatDistribution
+
+    from lawsearch.optuna._dashboard import trial_figure
+    from lawsearch.schedules import Schedule, annealing_momentum, intrinsic_time
+
+    spec = {"family": "cosine", "peak_lr": 0.3, "total_steps": 400, "warmup_steps": 0}
+    lrs = Schedule.from_dict(spec).lr(np.arange(401))
+    s1, s2 = intrinsic_time(lrs), annealing_momentum(lrs)
+    steps = np.arange(10, 121, 10)
+    losses = 2.0 + 3.0 * (s1[steps] + 1.0) ** -0.5 - 0.08 * s2[steps]  # < 0 by step 400
+    trial = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.COMPLETE,
+        value=float(losses[-1]),
+        params={"x": 0.5},
+        distributions={"x": FloatDistribution(0.0, 1.0)},
+        intermediate_values={int(s): float(v) for s, v in zip(steps, losses, strict=True)},
+        user_attrs={"lawsearch:schedule": spec},
+    )
+    fig = trial_figure(trial, law="momentum", target_step=400)
+    title = fig.axes[0].get_title()
+    assert "leaves positive losses after step" in title
+    assert fig.axes[0].lines[1].get_xdata().max() < 400  # the fit line stops where it is usable
