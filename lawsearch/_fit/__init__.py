@@ -1,14 +1,16 @@
 """Robust nonlinear least squares for laws: single fits, pooled fits, transfer, intervals."""
 
-from lawsearch._fit._intervals import predictive_interval
+from lawsearch._fit._intervals import calibrate_interval, interval_terms, predictive_interval
 from lawsearch._fit._least_squares import fit_curve, noise_scale
 from lawsearch._fit._pooled import fit_pooled
 from lawsearch._fit._transfer import fit_transfer, transfer_prior
 
 __all__ = [
+    "calibrate_interval",
     "fit_curve",
     "fit_pooled",
     "fit_transfer",
+    "interval_terms",
     "noise_scale",
     "predictive_interval",
     "transfer_prior",
