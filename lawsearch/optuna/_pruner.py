@@ -834,6 +834,19 @@ def _recent_gain(values: dict[int, float], step: int, minimize: bool) -> float:
     return ref - values[step] if minimize else values[step] - ref
 
 
+def _unit_columns(
+    law: Law, theta: np.ndarray, feats: Any, free: list[int]
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The law at ``theta`` (free entries 0) and its change as each free entry goes to 1."""
+    base = np.asarray(law.evaluate(theta, feats), dtype=float)
+    cols = []
+    for i in free:
+        t = theta.copy()
+        t[i] = 1.0
+        cols.append(np.asarray(law.evaluate(t, feats), dtype=float) - base)
+    return base, cols
+
+
 def _affine_design(
     law: Law, feats: Any, fixed: dict[str, float], free: list[int]
 ) -> tuple[np.ndarray, np.ndarray] | None:
@@ -842,12 +855,7 @@ def _affine_design(
     theta = np.array([fixed.get(n, 0.0) for n in names], dtype=float)
     theta[free] = 0.0
     with np.errstate(all="ignore"):
-        base = np.asarray(law.evaluate(theta, feats), dtype=float)
-        cols = []
-        for i in free:
-            t = theta.copy()
-            t[i] = 1.0
-            cols.append(np.asarray(law.evaluate(t, feats), dtype=float) - base)
+        base, cols = _unit_columns(law, theta, feats, free)
         x = np.column_stack(cols)
         probe = theta.copy()
         probe[free] = np.linspace(0.5, 2.0, len(free))
@@ -876,12 +884,7 @@ def _grid_designs(
             theta[i, :, 0] = [p.get(n, 0.0) for p in grid]
     try:
         with np.errstate(all="ignore"):
-            base = np.asarray(law.evaluate(theta, feats), dtype=float)
-            cols = []
-            for i in free:
-                t = theta.copy()
-                t[i] = 1.0
-                cols.append(np.asarray(law.evaluate(t, feats), dtype=float) - base)
+            base, cols = _unit_columns(law, theta, feats, free)
         if base.ndim != 2 or base.shape[0] != g:
             raise ValueError("no broadcasting")
         xg = np.stack(cols, axis=-1)
