@@ -208,6 +208,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         lin.number: lin.short_predicted for lin in lineages if math.isfinite(lin.short_predicted)
     }
     errors = [predicted[n] - truth[n] for n in predicted]
+    # the screen's intervals (candidates ranked by their last value carry none)
+    covered = [
+        lin.short_lo <= truth[lin.number] <= lin.short_hi
+        for lin in lineages
+        if math.isfinite(lin.short_lo) and math.isfinite(lin.short_hi)
+    ]
     observed_match = [
         abs(lin.observed - truth[lin.number]) for lin in lineages if math.isfinite(lin.observed)
     ]
@@ -239,6 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "prediction_spearman": _spearman(
             [predicted[n] for n in predicted], [truth[n] for n in predicted]
         ),
+        "screen_interval_level": 1.0 - 2.0 * cfg.pruner.quantile,
+        "screen_intervals": len(covered),
+        "screen_interval_coverage": float(np.mean(covered)) if covered else math.nan,
         "short_loss_spearman": _spearman(
             [full_short[n] for n in full_short], [truth[n] for n in full_short]
         ),
@@ -331,6 +340,11 @@ def _markdown(r: dict[str, Any], search_table: str) -> str:
         ["predicted final: MAE", fmt(r["prediction_mae"], ".4f"), ""],
         ["predicted final: mean rel. error", fmt(r["prediction_mean_rel_error"], ".2%"), ""],
         ["Spearman predicted vs true", fmt(r["prediction_spearman"], ".3f"), ""],
+        [
+            f"screen's {r['screen_interval_level']:.0%} intervals covering the truth",
+            f"{fmt(r['screen_interval_coverage'], '.0%')} of {r['screen_intervals']}",
+            "",
+        ],
         ["Spearman short-budget loss vs true", fmt(r["short_loss_spearman"], ".3f"), "baseline"],
         ["true rank of the short-loss pick", r["baseline_true_rank"], "baseline"],
     ]

@@ -385,9 +385,11 @@ class RetrievalRerank:
         steps, values = _curve(frozen)
         target = float(self.budgets[-1])
         sign = 1.0 if study.direction != StudyDirection.MAXIMIZE else -1.0
-        mean, lo, hi, status = values[-1], values[-1], values[-1], "skipped"
+        # without a usable extrapolation the trial ranks by its last value, with no
+        # interval (an empty lo/hi, not a zero-width one that would look certain)
+        mean, lo, hi, status = values[-1], math.nan, math.nan, "skipped"
         if steps[-1] >= target:
-            status = "observed"
+            lo, hi, status = values[-1], values[-1], "observed"
         elif steps.size >= self._law.min_points() and np.all(values > 0):
             prior = self._pool_prior(study, rung, frozen.number, sign)
             lrs, why = self._lrs(frozen, int(max(target, steps[-1])))

@@ -318,6 +318,7 @@ def test_an_uninformative_extrapolation_ranks_by_the_last_value() -> None:
     for t in short:
         assert t.user_attrs[attrs.FIT_STATUS].startswith("unreliable")
         assert t.user_attrs[attrs.PREDICTED_FINAL] == pytest.approx(t.value)
+        assert t.user_attrs[attrs.PREDICTED_LO] is None  # no interval, not a zero-width one
     with pytest.raises(ValueError, match="`max_interval_ratio` must be > 1"):
         RetrievalRerank(
             budgets=BUDGETS, n_candidates=2, objective=lambda *a: None, max_interval_ratio=1.0
