@@ -242,7 +242,12 @@ class SearchConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """``[train]``: the training loop shared by every trial."""
+    """``[train]``: the training loop shared by every trial.
+
+    ``threads`` sets ``torch.set_num_threads`` (0: torch's default, one per core).
+    On a CPU shared with other work, small models run far faster with 1: the demo
+    measured 240 tokens/s with the default and 10,400 with 1 on a busy 2-core VM.
+    """
 
     batch_size: int = 8
     seq_len: int = 128
