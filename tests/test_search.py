@@ -185,13 +185,13 @@ def test_bad_options() -> None:
 # --- two processes on one storage -----------------------------------------------------
 
 
-def _worker(url: str, name: str) -> None:
+def _worker(url: str, name: str, promotion: str) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _storage(url)
     study = optuna.load_study(
         study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler()
     )
-    _search().work(study)
+    _search(promotion=promotion).work(study)
 
 
 def _storage(url: str):
@@ -203,11 +203,11 @@ def _storage(url: str):
     return optuna.storages.RDBStorage(url)
 
 
-def _two_processes(url: str, name: str, storage=None) -> None:
+def _two_processes(url: str, name: str, storage=None, promotion: str = "async") -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = _study(storage if storage is not None else _storage(url), name)
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(url, name)) for _ in range(2)]
+    procs = [ctx.Process(target=_worker, args=(url, name, promotion)) for _ in range(2)]
     for p in procs:
         p.start()
     for p in procs:
@@ -223,17 +223,19 @@ def _two_processes(url: str, name: str, storage=None) -> None:
 
 
 @pytest.mark.slow
-def test_two_processes_on_a_journal_file(tmp_path: Path) -> None:
-    _two_processes(f"journal:{tmp_path / 'journal.log'}", "journal")
+@pytest.mark.parametrize("promotion", ["async", "sync"])
+def test_two_processes_on_a_journal_file(tmp_path: Path, promotion: str) -> None:
+    _two_processes(f"journal:{tmp_path / 'journal.log'}", "journal", promotion=promotion)
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_two_processes_on_postgresql(postgres_url: str) -> None:
+@pytest.mark.parametrize("promotion", ["async", "sync"])
+def test_two_processes_on_postgresql(postgres_url: str, promotion: str) -> None:
     name = f"rerank-{np.random.default_rng().integers(1 << 30)}"
     storage = optuna.storages.RDBStorage(postgres_url)
     try:
-        _two_processes(postgres_url, name, storage)
+        _two_processes(postgres_url, name, storage, promotion=promotion)
     finally:
         optuna.delete_study(study_name=name, storage=storage)
         # close the pool here, not at garbage collection in some later test
@@ -397,6 +399,16 @@ def test_sync_promotion_cuts_each_rung_once_it_has_finished() -> None:
     assert res.compute_steps == N * 6 + 3 * 12 + 1 * 36
     with pytest.raises(ValueError, match="`promotion` must be one of"):
         RetrievalRerank(budgets=BUDGETS, n_candidates=2, objective=lambda *a: None, promotion="snc")
+
+
+def test_sync_promotion_with_two_workers_loses_and_duplicates_nothing() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    search = _search(promotion="sync")
+    study = _study()
+    res = search.run(study, n_workers=2)
+    trained = _check_invariants(study, search)
+    assert Counter(rung for _, rung in trained) == {1: 3, 2: 1}
+    assert res.best_budget == BUDGETS[-1]
 
 
 def test_sync_promotion_continues_one_even_when_floor_gives_none() -> None:
