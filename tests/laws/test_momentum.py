@@ -83,23 +83,6 @@ def test_real_curves_fit_order_and_extrapolate(shared_data: object) -> None:
     assert piecewise == pytest.approx(final, rel=1e-3)  # measured: 1e-8
 
 
-def test_lrs_at_logged_steps_predict_like_the_per_step_schedule() -> None:
-    """LRs known only where the loss was logged (warmup unseen) give the same forecast."""
-    case = TestMomentumConformance()
-    steps, lrs = case.steps, case.lrs
-    assert lrs is not None
-    y = case.noisy_losses()
-    half = int(0.75 * steps.size)  # into the decay, so the annealing terms are fitted
-    law = case.law
-    exact = law.fit(steps[:half], y[:half], lrs=lrs)
-    logged = law.fit(steps[:half], y[:half], lrs=lrs[steps[:half].astype(int)])
-    assert exact.ok and logged.ok, (exact.message, logged.message)
-    future = steps[half:]
-    a = exact.predict(future)
-    b = logged.predict(future, lrs=lrs[future.astype(int)])
-    np.testing.assert_allclose(b, a, rtol=2e-4)  # measured: <= 1e-5
-
-
 def test_pooled_runs_share_everything_but_the_amplitude() -> None:
     """Two schedules of one model: the WSD run's decay is past its prefix, but the
     cosine run's decay pins the shared ``L0`` and ``C`` that predict it."""

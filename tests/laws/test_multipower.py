@@ -171,23 +171,6 @@ def test_a_40_percent_prefix_predicts_the_final_loss(shared_data: object) -> Non
     assert piecewise == pytest.approx(final, rel=1e-3)  # measured: 3e-7
 
 
-def test_lrs_at_logged_steps_predict_like_the_per_step_schedule() -> None:
-    """LRs known only where the loss was logged (warmup unseen) give the same forecast."""
-    case = TestMultiPowerConformance()
-    steps, lrs = case.steps, case.lrs
-    assert lrs is not None
-    y = case.noisy_losses()
-    half = int(0.75 * steps.size)  # into the decay, so the annealing terms are fitted
-    law = case.law
-    exact = law.fit(steps[:half], y[:half], lrs=lrs)
-    logged = law.fit(steps[:half], y[:half], lrs=lrs[steps[:half].astype(int)])
-    assert exact.ok and logged.ok, (exact.message, logged.message)
-    future = steps[half:]
-    a = exact.predict(future)
-    b = logged.predict(future, lrs=lrs[future.astype(int)])
-    np.testing.assert_allclose(b, a, rtol=2e-4)  # measured: <= 1e-5
-
-
 def test_a_constant_lr_run_reports_the_annealing_parameters_as_unidentified() -> None:
     lr = Schedule("constant", peak_lr=3e-4, total_steps=6000, warmup_steps=300).per_step()
     steps = np.arange(400.0, 6000.0, 64.0)
