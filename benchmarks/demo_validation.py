@@ -43,6 +43,7 @@ from benchmarks._common import (
     write_json,
     write_text,
 )
+from lawsearch.train._protocol import never_stop
 
 NAME = "demo_validation"
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,7 +132,7 @@ def ground_truth(
             else:
                 done, how = {}, "from scratch"
             res = trainer.train(
-                config, budget_steps=cfg.full_steps, resume_from=resume, report=lambda *_: None
+                config, budget_steps=cfg.full_steps, resume_from=resume, report=never_stop
             )
             done.update(zip(res.steps, res.values, strict=True))
             steps, values = tuple(sorted(done)), tuple(done[s] for s in sorted(done))

@@ -57,6 +57,7 @@ from benchmarks._common import (
     write_json,
     write_text,
 )
+from lawsearch.train._protocol import never_stop
 
 NAME = "search_replay"
 METHODS = ("none", "median", "percentile", "sh", "hyperband", "top10@5", "law", "law+sampler")
@@ -203,7 +204,7 @@ def run_method(
             _top_k_at_short(trainer, order, record)
         elif method == "none":  # the reference: no decisions, so no study needed
             for cid in order.tolist():
-                out = trainer.train({"config_id": cid}, budget_steps=EPOCHS, report=_never)
+                out = trainer.train({"config_id": cid}, budget_steps=EPOCHS, report=never_stop)
                 record(out.final_value, cid)
         else:
             sampler: Any = optuna.samplers.RandomSampler(seed=seed)
@@ -238,15 +239,11 @@ def run_method(
     return res
 
 
-def _never(step: int, value: float, extras: Any) -> bool:
-    return False
-
-
 def _top_k_at_short(trainer: Any, order: np.ndarray, record: Callable[[float, int], None]) -> None:
     """Egele et al. 2023: all to epoch 5, then the top 10 % (by epoch-5 value) to the end."""
     short: dict[int, tuple[float, str | None]] = {}
     for cid in order.tolist():
-        out = trainer.train({"config_id": cid}, budget_steps=SHORT, report=lambda *a: False)
+        out = trainer.train({"config_id": cid}, budget_steps=SHORT, report=never_stop)
         short[cid] = (
             out.final_value if math.isfinite(out.final_value) else math.inf,
             out.checkpoint,
@@ -257,7 +254,7 @@ def _top_k_at_short(trainer: Any, order: np.ndarray, record: Callable[[float, in
             {"config_id": cid},
             budget_steps=EPOCHS,
             resume_from=short[cid][1],
-            report=lambda *a: False,
+            report=never_stop,
         )
         record(out.final_value, cid)
 

@@ -339,14 +339,16 @@ class StudyConfig:
     def planned_steps(self) -> int:
         """Optimizer steps of the search if nothing is pruned early (``sync`` promotion).
 
-        Every candidate screens for the short budget, then ``max(1, floor(n / eta))``
-        of the ``n`` trials of each rung continue to the next.
+        Every candidate screens for the short budget, then ``sync_keep(n, eta)`` of
+        the ``n`` trials of each rung continue to the next.
         """
+        from lawsearch.search import sync_keep
+
         budgets = self.budget_steps
         n = self.search.candidates
         steps = n * budgets[0]
         for lo, hi in itertools.pairwise(budgets):
-            n = max(1, math.floor(n / self.eta))
+            n = sync_keep(n, self.eta)
             steps += n * (hi - lo)
         return steps
 

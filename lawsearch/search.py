@@ -502,18 +502,19 @@ class RetrievalRerank:
         out = []
         for rung in range(len(self.budgets) - 1):
             at = [n for n in nodes if n.rung == rung]
-            k = math.floor(len(at) / self.eta)
             if self.promotion == "sync":
                 if not self._rung_finished(trials, rung):
                     continue
-                k = max(k, 1) if at else 0  # a finished rung always continues its best
+                k = sync_keep(len(at), self.eta)
+            else:
+                k = math.floor(len(at) / self.eta)
             if k < 1:
                 continue
             scores = self.pooled_scores(study, rung, at, trials)
 
             def optimistic(n: _Node, scores: dict[int, _Score] = scores) -> tuple[float, int]:
                 lo, hi = scores[n.number][1:] if n.number in scores else (n.lo, n.hi)
-                return sign * (lo if sign > 0 else hi), n.number
+                return _optimistic(lo, hi, sign), n.number
 
             out += [
                 n for n in sorted(at, key=optimistic)[:k] if (n.number, rung + 1) not in promoted
@@ -562,7 +563,7 @@ class RetrievalRerank:
         if not self.shared or self.budgets[rung] >= target or len(nodes) < 2:
             return {}
         sign = 1.0 if study.direction != StudyDirection.MAXIMIZE else -1.0
-        ranked = sorted(nodes, key=lambda n: (sign * (n.lo if sign > 0 else n.hi), n.number))
+        ranked = sorted(nodes, key=lambda n: (_optimistic(n.lo, n.hi, sign), n.number))
         members = tuple(sorted(n.number for n in ranked[: self.pool_max]))
         key = (study._study_id, rung, members)
         with self._lock:
@@ -692,6 +693,19 @@ class RetrievalRerank:
             compute_steps=compute,
             full_compute_steps=float(len(top) * self.budgets[-1]),
         )
+
+
+def sync_keep(n: int, eta: float) -> int:
+    """How many of a finished rung's ``n`` trials continue under ``sync`` promotion.
+
+    ``floor(n / eta)``, but at least one of a non-empty rung.
+    """
+    return max(1, math.floor(n / eta)) if n else 0
+
+
+def _optimistic(lo: float, hi: float, sign: float) -> float:
+    """The optimistic end of an interval as a score to sort ascending (sign -1: maximise)."""
+    return sign * (lo if sign > 0 else hi)
 
 
 def _num(x: Any, default: float) -> float:

@@ -20,6 +20,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from lawsearch.train._protocol import ReportFn, never_stop
+
 __all__ = ["Channel", "LeaderTrainer", "follow", "world_size"]
 
 
@@ -83,10 +85,9 @@ class LeaderTrainer:
         *,
         budget_steps: int,
         resume_from: str | None = None,
-        report: Any,
+        report: ReportFn,
     ) -> Any:
-        call = {"config": dict(config), "budget_steps": int(budget_steps)}
-        call["resume_from"] = resume_from
+        call = {"config": dict(config), "budget_steps": budget_steps, "resume_from": resume_from}
         self._channel.send(call)
         return self._inner.train(
             config, budget_steps=budget_steps, resume_from=resume_from, report=report
@@ -114,7 +115,7 @@ def follow(trainer: Any, channel: Channel, *, log: Any = None) -> int:
             call["config"],
             budget_steps=call["budget_steps"],
             resume_from=call["resume_from"],
-            report=_never,
+            report=never_stop,  # only rank 0's report decides; the trainer syncs it
         )
         n += 1
     print(
@@ -122,7 +123,3 @@ def follow(trainer: Any, channel: Channel, *, log: Any = None) -> int:
         file=log or sys.stderr,
     )
     return n
-
-
-def _never(step: int, value: float, extras: Mapping[str, Any]) -> bool:
-    return False  # only rank 0's report decides; the trainer syncs its decision

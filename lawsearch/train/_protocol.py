@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ReportFn", "TrainResult", "Trainer"]
+__all__ = ["ReportFn", "TrainResult", "Trainer", "never_stop"]
 
 
 @runtime_checkable
@@ -32,6 +32,11 @@ class ReportFn(Protocol):
     """``report(step, value, extras) -> stop?`` called after each evaluation."""
 
     def __call__(self, step: int, value: float, extras: Mapping[str, Any]) -> bool | None: ...
+
+
+def never_stop(step: int, value: float, extras: Mapping[str, Any]) -> bool:
+    """A ``report`` that records nothing and never stops the run."""
+    return False
 
 
 @dataclass(frozen=True)
