@@ -271,6 +271,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "true_final": truth[lin.number],
                 "short_loss": short_loss.get(lin.number, math.nan),
                 "ground_truth": truth_runs[lin.number][3],
+                # the full curve (eval steps, held-out loss) and the LR at every step,
+                # so laws and settings can be compared offline on the same candidates
+                "curve_steps": list(truth_runs[lin.number][0]),
+                "curve_values": list(truth_runs[lin.number][1]),
+                "lr_schedule": lin.lr_schedule,
                 "mixture": lin.mixture,
                 "schedule": lin.schedule,
             }
