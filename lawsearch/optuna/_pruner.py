@@ -162,7 +162,11 @@ class LawPruner(BasePruner):
             (geometric rungs, as ASHA); None decides at every report (each step is
             then its own rung, with its own ``lawsearch:rung:<step>`` attr: use it
             for short curves only).
-        keep_fraction: the fraction of trials kept at each rung.
+        keep_fraction: the fraction of trials kept at each rung. The rung's
+            competitors are whatever the sampler proposed: an adaptive sampler
+            (TPE, Optuna's default) fills rungs with early learners, so keep more
+            (on the TaskSet replay under TPE's order: keep 0.3 missed the best
+            region in 3 of 27 runs, 0.5 in none, at 12.6% vs 7.4% of the compute).
         top_k: keep exactly the k best instead of a fraction.
         min_trials: fewest other scored trials at a rung before pruning.
         min_improvement: the relative margin by which the optimistic end must be
