@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from optuna.trial import TrialState
 
 from lawsearch.optuna import attrs
@@ -325,6 +327,62 @@ def test_an_uninformative_extrapolation_ranks_by_the_last_value() -> None:
         RetrievalRerank(
             budgets=BUDGETS, n_candidates=2, objective=lambda *a: None, max_interval_ratio=1.0
         )
+
+
+def test_an_extrapolation_far_beyond_the_curves_trend_ranks_by_the_last_value() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # a ratio no decreasing curve's prediction stays under: every short fit is distrusted
+    search = _search(max_trend_ratio=1e-9)
+    study = _study()
+    search.run(study)
+    short = [t for t in study.trials if t.user_attrs.get(RUNG) == 0]
+    for t in short:
+        assert "max_trend_ratio" in t.user_attrs[attrs.FIT_STATUS]
+        assert t.user_attrs[attrs.PREDICTED_FINAL] == pytest.approx(t.value)
+        assert t.user_attrs[attrs.PREDICTED_LO] is None
+    # the default keeps these power-law extrapolations (ratio < 1: see below)
+    study = _study(name="default")
+    _search().run(study)
+    short = [t for t in study.trials if t.user_attrs.get(RUNG) == 0]
+    assert all(not t.user_attrs[attrs.FIT_STATUS].startswith("unreliable") for t in short)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="`max_trend_ratio` must be > 0"):
+            RetrievalRerank(
+                budgets=BUDGETS, n_candidates=2, objective=lambda *a: None, max_trend_ratio=bad
+            )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    e=st.floats(0.5, 5.0),
+    a=st.floats(0.1, 10.0),
+    alpha=st.floats(0.05, 2.0),
+    t=st.integers(4, 500).map(lambda x: 2 * x),
+    horizon=st.floats(1.1, 100.0),
+)
+def test_trend_ratio_of_a_power_law_continuation_is_below_one(
+    e: float, a: float, alpha: float, t: int, horizon: float
+) -> None:
+    """A power law drops less per log-time unit as it goes: its true final has ratio in (0, 1)."""
+    from lawsearch.search import _trend_ratio
+
+    steps = np.arange(1.0, t + 1.0)
+    target = t * horizon
+    ratio = _trend_ratio(steps, e + a * steps**-alpha, target, e + a * target**-alpha)
+    assert ratio is not None and 0.0 < ratio < 1.0
+
+
+def test_trend_ratio_is_undefined_without_a_trend_or_a_horizon() -> None:
+    from lawsearch.search import _trend_ratio
+
+    steps = np.arange(1.0, 11.0)
+    assert _trend_ratio(steps, np.full(10, 2.0), 100.0, 1.0) is None  # flat: no trend
+    assert _trend_ratio(steps, 3.0 - 0.1 * steps, 10.0, 1.0) is None  # target not beyond
+    assert _trend_ratio(steps[:1], np.ones(1), 100.0, 1.0) is None  # one point
+    # a prediction 6x the trend: the demo's misidentified-annealing case
+    losses = 5.0 - np.log2(steps)
+    trend = (losses[4] - losses[-1]) * np.log2(40.0 / 10.0)
+    assert _trend_ratio(steps, losses, 40.0, losses[-1] - 6.0 * trend) == pytest.approx(6.0)
 
 
 def _momentum_curve(schedule_spec: dict, steps: np.ndarray) -> np.ndarray:
