@@ -232,6 +232,17 @@ def hindsight_bound(v: Variant, max_cuts: int = 2) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------- report
+def _learned(
+    payload: dict[str, Any], variant: str, fraction: float, method: str
+) -> list[dict[str, Any]]:
+    """The "learned from finished configs" rows of one variant, fraction and method."""
+    return [
+        r
+        for r in payload["learned"]
+        if r["variant"] == variant and r["fraction"] == fraction and r["method"] == method
+    ]
+
+
 def _mean(rows: list[dict[str, Any]], key: str) -> float:
     return float(np.mean([r[key] for r in rows]))
 
@@ -259,13 +270,7 @@ def summarise(payload: dict[str, Any], variants: Sequence[str], max_cuts: int) -
     for variant in variants:
         for fraction in FRACTIONS:
             for method in ("last value", *CORRECTORS):
-                got = [
-                    r
-                    for r in payload["learned"]
-                    if r["variant"] == variant
-                    and r["fraction"] == fraction
-                    and r["method"] == method
-                ]
+                got = _learned(payload, variant, fraction, method)
                 if got:
                     rows.append(
                         [
@@ -357,13 +362,7 @@ def plot(payload: dict[str, Any], variants: Sequence[str], max_cuts: int, path: 
         ax.plot(LAST_EPOCHS, ys, "-", color=color, label=f"last value ({variant})")
         for j, fraction in enumerate(FRACTIONS):
             for k, method in enumerate(CORRECTORS):
-                got = [
-                    r
-                    for r in payload["learned"]
-                    if r["variant"] == variant
-                    and r["fraction"] == fraction
-                    and r["method"] == method
-                ]
+                got = _learned(payload, variant, fraction, method)
                 if got:
                     ax.plot(
                         SHORT + 0.4 * (1 + j + 2 * k),
