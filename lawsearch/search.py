@@ -48,6 +48,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from lawsearch._errors import did_you_mean
+from lawsearch._fit import trend_ratio
 from lawsearch.laws import Law, get_law, shared_params
 from lawsearch.optuna import _attrs
 from lawsearch.optuna._mixture import get_schedule
@@ -626,7 +627,7 @@ class RetrievalRerank:
         if math.log(hi) - math.log(lo) > math.log(self.max_interval_ratio):
             return f"interval hi/lo {hi / lo:.3g} > max_interval_ratio {self.max_interval_ratio:g}"
         if self.max_trend_ratio is not None and fit.curve is not None:
-            ratio = _trend_ratio(fit.curve.steps, fit.curve.losses, target, m)
+            ratio = trend_ratio(fit.curve.steps, fit.curve.losses, target, m)
             if ratio is not None and abs(ratio) > self.max_trend_ratio:
                 return (
                     f"predicted {m:.4g} is {ratio:.3g}x the curve's recent trend "
@@ -726,32 +727,6 @@ def sync_keep(n: int, eta: float) -> int:
     ``floor(n / eta)``, but at least one of a non-empty rung.
     """
     return max(1, math.floor(n / eta)) if n else 0
-
-
-def _trend_ratio(
-    steps: np.ndarray, losses: np.ndarray, target: float, predicted: float
-) -> float | None:
-    """The predicted change to ``target`` over the curve's recent trend continued to it.
-
-    The trend is the change over the second half of the observed curve (from the
-    last point at or before step ``ceil(t / 2)`` to the last point ``t``),
-    continued linearly in log time: ``(ref - last) * log2(target / t)``. The
-    ratio is ``(last - predicted)`` over that, so 1 means "as much again as the
-    recent trend gives", and a negative ratio a prediction against the trend.
-    None when it is undefined: fewer than two points, a target not beyond the
-    curve, or no change over the second half.
-    """
-    steps = np.asarray(steps, dtype=float)
-    losses = np.asarray(losses, dtype=float)
-    if steps.size < 2 or not target > steps[-1] > 0:
-        return None
-    half = np.flatnonzero(steps <= math.ceil(steps[-1] / 2.0))
-    ref = float(losses[half[-1]] if half.size else losses[0])
-    last = float(losses[-1])
-    trend = (ref - last) * math.log2(target / float(steps[-1]))
-    if not (math.isfinite(trend) and trend != 0.0 and math.isfinite(predicted)):
-        return None
-    return (last - predicted) / trend
 
 
 def _optimistic(lo: float, hi: float, sign: float) -> float:

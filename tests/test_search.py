@@ -364,25 +364,25 @@ def test_trend_ratio_of_a_power_law_continuation_is_below_one(
     e: float, a: float, alpha: float, t: int, horizon: float
 ) -> None:
     """A power law drops less per log-time unit as it goes: its true final has ratio in (0, 1)."""
-    from lawsearch.search import _trend_ratio
+    from lawsearch._fit import trend_ratio
 
     steps = np.arange(1.0, t + 1.0)
     target = t * horizon
-    ratio = _trend_ratio(steps, e + a * steps**-alpha, target, e + a * target**-alpha)
+    ratio = trend_ratio(steps, e + a * steps**-alpha, target, e + a * target**-alpha)
     assert ratio is not None and 0.0 < ratio < 1.0
 
 
 def test_trend_ratio_is_undefined_without_a_trend_or_a_horizon() -> None:
-    from lawsearch.search import _trend_ratio
+    from lawsearch._fit import trend_ratio
 
     steps = np.arange(1.0, 11.0)
-    assert _trend_ratio(steps, np.full(10, 2.0), 100.0, 1.0) is None  # flat: no trend
-    assert _trend_ratio(steps, 3.0 - 0.1 * steps, 10.0, 1.0) is None  # target not beyond
-    assert _trend_ratio(steps[:1], np.ones(1), 100.0, 1.0) is None  # one point
+    assert trend_ratio(steps, np.full(10, 2.0), 100.0, 1.0) is None  # flat: no trend
+    assert trend_ratio(steps, 3.0 - 0.1 * steps, 10.0, 1.0) is None  # target not beyond
+    assert trend_ratio(steps[:1], np.ones(1), 100.0, 1.0) is None  # one point
     # a prediction 6x the trend: the demo's misidentified-annealing case
     losses = 5.0 - np.log2(steps)
     trend = (losses[4] - losses[-1]) * np.log2(40.0 / 10.0)
-    assert _trend_ratio(steps, losses, 40.0, losses[-1] - 6.0 * trend) == pytest.approx(6.0)
+    assert trend_ratio(steps, losses, 40.0, losses[-1] - 6.0 * trend) == pytest.approx(6.0)
 
 
 def _momentum_curve(schedule_spec: dict, steps: np.ndarray) -> np.ndarray:

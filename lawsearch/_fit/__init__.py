@@ -1,6 +1,11 @@
 """Robust nonlinear least squares for laws: single fits, pooled fits, transfer, intervals."""
 
-from lawsearch._fit._intervals import calibrate_interval, interval_terms, predictive_interval
+from lawsearch._fit._intervals import (
+    calibrate_interval,
+    interval_terms,
+    predictive_interval,
+    trend_ratio,
+)
 from lawsearch._fit._least_squares import fit_curve, noise_scale
 from lawsearch._fit._pooled import fit_pooled
 from lawsearch._fit._transfer import fit_transfer, transfer_prior
@@ -14,4 +19,5 @@ __all__ = [
     "noise_scale",
     "predictive_interval",
     "transfer_prior",
+    "trend_ratio",
 ]

@@ -241,3 +241,36 @@ def test_a_law_that_needs_other_input_is_bad_input(curves: Path, tmp_path, capsy
     if "temporal" not in LAWS:
         pytest.skip("the per-position temporal law is not registered in this build")
     _bad(tmp_path, capsys, [str(curves), "--law", "temporal"], "law 'temporal' cannot fit it")
+
+
+def test_a_prediction_far_beyond_the_curves_trend_gets_a_warning(curves: Path, capsys) -> None:
+    import dataclasses
+
+    from lawsearch.cli._fit import format_run
+
+    argv = ["fit", str(curves), "--law", "power", "--prefix", "0.5"]
+    assert main(argv) == 0
+    assert "warning:" not in capsys.readouterr().out  # smooth example curves: plausible
+    run = example_runs(seed=0)[0]
+    half = run.steps.size // 2
+    fit = PowerLaw().fit(run.steps[:half], run.losses[:half])
+    from lawsearch.cli._fit import Outcome
+
+    sound = Outcome(
+        run_id=run.run_id,
+        law="power",
+        mode="independent",
+        prefix=0.5,
+        n_prefix=half,
+        target_step=int(run.steps[-1]),
+        predicted_final=float(fit.predict([run.steps[-1]])[0]),
+        predicted_lo=None,
+        predicted_hi=None,
+        true_final=None,
+        status="ok",
+        fit=fit,
+    )
+    assert "warning:" not in format_run(sound, 0.9)
+    absurd = dataclasses.replace(sound, predicted_final=0.05 * float(run.losses[half - 1]))
+    text = format_run(absurd, 0.9)
+    assert "warning: the prediction is" in text and "--mode pooled" in text
