@@ -328,7 +328,7 @@ def trend_ratio(
     A plausibility check on an extrapolation, for any law: the laws only flatten
     in log time, so a real curve's ratio comes from annealing or a second descent
     (at most 1.7 on the 18 shared LLM runs at 10-60% prefixes, 2.1 on the demo's
-    curves), while a misidentified annealing term predicted 5.9. Above 3 it
+    curves), while a misidentified annealing term predicted 4.8. Above 3 it
     flagged 1 of the extrapolation benchmark's 432 momentum and multipower
     predictions: the worst one, 52% off.
 
