@@ -158,6 +158,15 @@ class LawPruner(BasePruner):
             (or from a poorly pooled exponent) cannot promise more than the
             curve's own recent trend supports; nor is the score worse than the
             last value. None: no cap.
+        max_trend_ratio: the score, and its interval, stay within this many times
+            the curve's recent trend (the change over its second half) continued
+            linearly in log time to ``target_step``, on either side of the last
+            value (``lawsearch._fit.trend_ratio``; real LLM curves reach 1.7-2.1).
+            Unlike ``trend_cap`` it scales with the horizon. A flat curve keeps
+            its last value. On the TaskSet replay with the other defaults
+            (``sync_interval=0``) it cut the compute from 34.4% to 19.6% of no
+            pruning with the same 1 miss in 27 runs (false prunes 0.15 -> 0.37).
+            None: no clip.
         rung_factor: decide only when the step crosses a rung ``warmup * factor**r``
             (geometric rungs, as ASHA); None decides at every report (each step is
             then its own rung, with its own ``lawsearch:rung:<step>`` attr: use it
@@ -201,6 +210,7 @@ class LawPruner(BasePruner):
         quantile: float | None = 0.1,
         law_weight: float = 1.0,
         trend_cap: float | None = None,
+        max_trend_ratio: float | None = 3.0,
         rung_factor: float | None = 2.0,
         keep_fraction: float = 0.25,
         top_k: int | None = None,
@@ -237,6 +247,8 @@ class LawPruner(BasePruner):
             raise ValueError(f"`min_improvement` must be in (-1, 1); got {min_improvement!r}.")
         if trend_cap is not None and not trend_cap >= 0:
             raise ValueError(f"`trend_cap` must be >= 0 (or None); got {trend_cap!r}.")
+        if max_trend_ratio is not None and not max_trend_ratio > 0:
+            raise ValueError(f"`max_trend_ratio` must be > 0 (or None); got {max_trend_ratio!r}.")
         if not 0 <= law_weight <= 1:
             raise ValueError(f"`law_weight` must be in [0, 1]; got {law_weight!r}.")
         if full_fit_every < 1:
@@ -254,6 +266,7 @@ class LawPruner(BasePruner):
         self.quantile = None if quantile is None else float(quantile)
         self.law_weight = float(law_weight)
         self.trend_cap = None if trend_cap is None else float(trend_cap)
+        self.max_trend_ratio = None if max_trend_ratio is None else float(max_trend_ratio)
         self.rung_factor = rung_factor
         self.keep_fraction = float(keep_fraction)
         self.top_k = top_k
@@ -460,6 +473,8 @@ class LawPruner(BasePruner):
             mean, lo, hi = (w * x + (1.0 - w) * last for x in (mean, lo, hi))
         if self.trend_cap is not None:
             mean, lo, hi = self._cap(study, steps, losses, step, mean, lo, hi)
+        if self.max_trend_ratio is not None:
+            mean, lo, hi = self._plausible(steps, losses, step, mean, lo, hi)
         pred = Prediction(
             step=step,
             rung=rung,
@@ -561,6 +576,31 @@ class LawPruner(BasePruner):
         bound = last - self.trend_cap * max(ref - last, 0.0)
         mean = min(max(mean, bound), last)
         return mean, max(lo, bound), max(hi, mean)
+
+    def _plausible(
+        self,
+        steps: np.ndarray,
+        losses: np.ndarray,
+        step: int,
+        mean: float,
+        lo: float,
+        hi: float,
+    ) -> tuple[float, float, float]:
+        """Clip the score within ``max_trend_ratio`` x the recent trend, continued to the target.
+
+        The room on either side of the last value is ``max_trend_ratio * |ref - last|
+        * log2(target_step / step)`` with ``ref`` the value at half the step (see
+        ``lawsearch._fit.trend_ratio``): a flat curve keeps its last value, and no
+        fit promises more than the curve's own trend can carry it by the target.
+        """
+        assert self.max_trend_ratio is not None
+        half = np.flatnonzero(steps <= math.ceil(step / 2))
+        ref = float(losses[half[-1]] if half.size else losses[0])
+        last = float(losses[-1])
+        horizon = math.log2(self.target_step / step) if self.target_step > step else 0.0
+        room = self.max_trend_ratio * abs(ref - last) * horizon
+        low, high = last - room, last + room
+        return min(max(mean, low), high), min(max(lo, low), high), min(max(hi, low), high)
 
     def _failed(
         self, study: optuna.Study, trial: FrozenTrial, step: int, rung: int, message: str

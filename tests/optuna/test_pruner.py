@@ -168,6 +168,7 @@ def test_pooled_fits_share_the_exponent() -> None:
         ({"target_step": 10, "min_improvement": 1.0}, r"`min_improvement` must be in \(-1, 1\)"),
         ({"target_step": 10, "law_weight": 1.5}, r"`law_weight` must be in \[0, 1\]"),
         ({"target_step": 10, "trend_cap": -1.0}, r"`trend_cap` must be >= 0"),
+        ({"target_step": 10, "max_trend_ratio": 0.0}, r"`max_trend_ratio` must be > 0"),
     ],
 )
 def test_bad_options_raise(kwargs: dict[str, object], match: str) -> None:
@@ -236,6 +237,33 @@ def test_trend_cap_bounds_the_promised_drop() -> None:
         assert t.user_attrs[attrs.PREDICTED_FINAL] >= last - max(ref - last, 0.0) - 1e-12
         assert t.user_attrs[attrs.PREDICTED_FINAL] <= last + 1e-12  # laws only flatten
         assert t.user_attrs[attrs.PREDICTED_FINAL] == pytest.approx(last)  # flat 2nd half
+
+
+def test_max_trend_ratio_keeps_the_score_within_the_trend_continued_to_the_target() -> None:
+    def values(trial: optuna.Trial) -> np.ndarray:
+        return curve(trial.suggest_float("level", 0.5, 5.0), seed=trial.number)
+
+    def run(**kw: object) -> list[optuna.trial.FrozenTrial]:
+        study = optuna.create_study(pruner=_pruner(min_trials=10, **kw))
+        for lv in (1.0, 1.05, 1.1):
+            study.enqueue_trial({"level": lv})
+        study.optimize(objective(values), n_trials=3)
+        return study.trials
+
+    for k in (0.05, 3.0):
+        for t in run(max_trend_ratio=k):
+            at = int(t.user_attrs[attrs.PREDICTED_AT_STEP])
+            vals = t.intermediate_values
+            ref, last = vals[max(s for s in vals if s <= math.ceil(at / 2))], vals[at]
+            room = k * abs(ref - last) * math.log2(TARGET / at)
+            for key in (attrs.PREDICTED_FINAL, attrs.PREDICTED_LO, attrs.PREDICTED_HI):
+                assert last - room - 1e-12 <= t.user_attrs[key] <= last + room + 1e-12
+    # a tight ratio binds (the law extrapolates further than 0.05 x the trend) ...
+    tight = run(max_trend_ratio=0.05)[0].user_attrs[attrs.PREDICTED_FINAL]
+    free = run(max_trend_ratio=None)[0].user_attrs[attrs.PREDICTED_FINAL]
+    assert free < tight
+    # ... and the default leaves these power-law extrapolations alone (their ratio is < 1)
+    assert run()[0].user_attrs[attrs.PREDICTED_FINAL] == pytest.approx(free)
 
 
 def test_closed_form_fit_matches_the_general_fitter() -> None:
