@@ -566,9 +566,7 @@ class LawPruner(BasePruner):
         is never worse than the last value either.
         """
         assert self.trend_cap is not None
-        half = np.flatnonzero(steps <= math.ceil(step / 2))
-        ref = float(losses[half[-1]] if half.size else losses[0])
-        last = float(losses[-1])
+        ref, last = _half_and_last(steps, losses, step)
         if study.direction == StudyDirection.MAXIMIZE:
             bound = last + self.trend_cap * max(last - ref, 0.0)
             mean = max(min(mean, bound), last)
@@ -594,9 +592,7 @@ class LawPruner(BasePruner):
         fit promises more than the curve's own trend can carry it by the target.
         """
         assert self.max_trend_ratio is not None
-        half = np.flatnonzero(steps <= math.ceil(step / 2))
-        ref = float(losses[half[-1]] if half.size else losses[0])
-        last = float(losses[-1])
+        ref, last = _half_and_last(steps, losses, step)
         horizon = math.log2(self.target_step / step) if self.target_step > step else 0.0
         room = self.max_trend_ratio * abs(ref - last) * horizon
         low, high = last - room, last + room
@@ -1007,3 +1003,9 @@ def _linear_fit(
         status="ok",
         curve=curve,
     )
+
+
+def _half_and_last(steps: np.ndarray, losses: np.ndarray, step: int) -> tuple[float, float]:
+    """``(ref, last)``: the report at or before ``ceil(step / 2)`` (else the first), the last."""
+    half = np.flatnonzero(steps <= math.ceil(step / 2))
+    return float(losses[half[-1]] if half.size else losses[0]), float(losses[-1])
