@@ -44,7 +44,6 @@ import argparse
 import math
 import os
 import sys
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -74,6 +73,7 @@ from benchmarks.search_replay import (
     Variant,
     _false_prune,
     _variants,
+    config_order,
     ranking_at_short,
 )
 
@@ -159,8 +159,7 @@ def corrector_score(values: np.ndarray, train: np.ndarray, method: str) -> np.nd
 def learned(v: Variant, fraction: float, seed: int) -> list[dict[str, Any]]:
     """Each corrector and the last value, on one random split of ``v``."""
     n = v.values.shape[0]
-    # crc32, not hash(): str hashes change per process (PYTHONHASHSEED)
-    perm = np.random.default_rng([seed, zlib.crc32(v.task.encode())]).permutation(n)
+    perm = config_order(v, seed)
     train = np.zeros(n, dtype=bool)
     train[perm[: max(1, round(fraction * n))]] = True
     final = v.values[~train, -1]

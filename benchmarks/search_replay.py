@@ -149,6 +149,12 @@ def _variants(tasks: Sequence[str], n_limit: int | None) -> list[Variant]:
     return out
 
 
+def config_order(v: Variant, seed: int) -> np.ndarray:
+    """The reproducible permutation of ``v``'s configs for ``seed`` (the same for every method)."""
+    # crc32, not hash(): str hashes change per process (PYTHONHASHSEED)
+    return np.random.default_rng([seed, zlib.crc32(v.task.encode())]).permutation(v.values.shape[0])
+
+
 def _trainer(v: Variant) -> Any:
     from lawsearch.train._replay import ReplayCurve, ReplayTrainer
 
@@ -436,10 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with timer() as total_t:
             for v in variants:
                 for seed in range(seeds):
-                    # crc32, not hash(): str hashes change per process (PYTHONHASHSEED)
-                    order = np.random.default_rng([seed, zlib.crc32(v.task.encode())]).permutation(
-                        v.values.shape[0]
-                    )
+                    order = config_order(v, seed)
                     for method in methods:
                         r = run_method(method, v, order, seed, law_options)
                         runs.append(r)

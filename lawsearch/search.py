@@ -48,7 +48,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from lawsearch._errors import did_you_mean
-from lawsearch._fit import trend_ratio
+from lawsearch._fit import MAX_TREND_RATIO, trend_ratio
 from lawsearch.laws import Law, get_law, shared_params
 from lawsearch.optuna import _attrs
 from lawsearch.optuna._mixture import get_schedule
@@ -206,7 +206,7 @@ class RetrievalRerank:
         pool_max: int = 64,
         quantile: float = 0.1,
         max_interval_ratio: float = 2.0,
-        max_trend_ratio: float | None = 3.0,
+        max_trend_ratio: float | None = MAX_TREND_RATIO,
         prune: bool = False,
         promotion: str = "async",
     ) -> None:
@@ -600,17 +600,12 @@ class RetrievalRerank:
             except (ValueError, RuntimeError, FloatingPointError):
                 fits = []
             for number, fit in zip(numbers, fits, strict=False):
-                score = self._score(fit, target)
-                if score is not None:
-                    scores[number] = score
+                judged = self._judge(fit, target)
+                if not isinstance(judged, str):
+                    scores[number] = judged
         with self._lock:
             self._pooled_cache[key] = scores
         return scores
-
-    def _score(self, fit: Any, target: float) -> _Score | None:
-        """``(mean, lo, hi)`` at ``target`` if the fit is ok and informative, else None."""
-        score = self._judge(fit, target)
-        return score if isinstance(score, tuple) else None
 
     def _judge(self, fit: Any, target: float) -> _Score | str:
         """``(mean, lo, hi)`` at ``target``, or why the fit cannot rank the trial."""

@@ -50,9 +50,11 @@ from lawsearch._fit._least_squares import _VAGUE_RATIO
 from lawsearch.laws._base import FitResult, LRTrack
 
 __all__ = [
+    "MAX_TREND_RATIO",
     "IntervalTerms",
     "backtest_rate",
     "calibrate_interval",
+    "half_and_last",
     "interval_terms",
     "predictive_interval",
     "trend_ratio",
@@ -72,6 +74,9 @@ _EXTRAP_INFLATE = 1.0
 #: not a calibration. ``calibrate_interval`` refits it (and a scale on the
 #: other terms) on finished runs; the benchmark measures that out of sample.
 _LR_DROP_SD = 0.03
+#: the largest ``trend_ratio`` trusted by default (search, pruner, ``lawsearch fit``):
+#: real curves reach 1.7-2.1, see ``trend_ratio``
+MAX_TREND_RATIO = 3.0
 
 
 def backtest_rate(result: FitResult) -> float:
@@ -341,13 +346,26 @@ def trend_ratio(
     curve, or no change over the second half.
     """
     t = np.asarray(steps, dtype=float)
-    v = np.asarray(losses, dtype=float)
     if t.size < 2 or not target > t[-1] > 0:
         return None
-    half = np.flatnonzero(t <= math.ceil(t[-1] / 2.0))
-    ref = float(v[half[-1]] if half.size else v[0])
-    last = float(v[-1])
+    ref, last = half_and_last(t, losses)
     trend = (ref - last) * math.log2(target / float(t[-1]))
     if not (math.isfinite(trend) and trend != 0.0 and math.isfinite(predicted)):
         return None
     return (last - predicted) / trend
+
+
+def half_and_last(
+    steps: ArrayLike, losses: ArrayLike, step: float | None = None
+) -> tuple[float, float]:
+    """``(ref, last)``: the loss at the last step at or before ``ceil(step / 2)``
+    (the first loss if none is), and the last loss. ``step`` defaults to the last step.
+
+    The second half of the curve, whose change ``ref - last`` is the recent trend
+    that ``trend_ratio`` and the pruner's ``trend_cap`` measure against.
+    """
+    t = np.asarray(steps, dtype=float)
+    v = np.asarray(losses, dtype=float)
+    at = float(t[-1]) if step is None else float(step)
+    half = np.flatnonzero(t <= math.ceil(at / 2.0))
+    return float(v[half[-1]] if half.size else v[0]), float(v[-1])

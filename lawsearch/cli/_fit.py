@@ -29,7 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lawsearch._errors import did_you_mean
-from lawsearch._fit import trend_ratio
+from lawsearch._fit import MAX_TREND_RATIO, trend_ratio
 from lawsearch.cli import UserError
 from lawsearch.laws import LAWS, FitResult, Law, get_law, shared_params
 
@@ -47,9 +47,6 @@ __all__ = [
 
 FloatArray = NDArray[np.float64]
 MODES = ("independent", "pooled", "transfer")
-#: above this ``trend_ratio`` a prediction gets a warning (RetrievalRerank's default
-#: ``max_trend_ratio``: real curves reach 1.7-2.1, see ``lawsearch._fit.trend_ratio``)
-IMPLAUSIBLE_TREND_RATIO = 3.0
 REQUIRED = ("run_id", "step", "lr", "loss")
 JSON_KEYS = (
     "run_id",
@@ -586,7 +583,7 @@ def format_run(o: Outcome, level: float) -> str:
     ratio = None
     if o.fit is not None and o.fit.curve is not None and o.predicted_final is not None:
         ratio = trend_ratio(o.fit.curve.steps, o.fit.curve.losses, o.target_step, o.predicted_final)
-    if ratio is not None and abs(ratio) > IMPLAUSIBLE_TREND_RATIO:
+    if ratio is not None and abs(ratio) > MAX_TREND_RATIO:
         lines.append(
             f"  warning: the prediction is {ratio:.2g}x the improvement the curve's own recent "
             "trend gives when continued in log time (real curves stay under about 2); a "

@@ -17,6 +17,7 @@ from optuna.pruners import BasePruner
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from lawsearch._fit import MAX_TREND_RATIO, half_and_last
 from lawsearch.laws import FitResult, Law, get_law
 from lawsearch.laws._base import information_criteria
 from lawsearch.optuna import _attrs
@@ -210,7 +211,7 @@ class LawPruner(BasePruner):
         quantile: float | None = 0.1,
         law_weight: float = 1.0,
         trend_cap: float | None = None,
-        max_trend_ratio: float | None = 3.0,
+        max_trend_ratio: float | None = MAX_TREND_RATIO,
         rung_factor: float | None = 2.0,
         keep_fraction: float = 0.25,
         top_k: int | None = None,
@@ -566,7 +567,7 @@ class LawPruner(BasePruner):
         is never worse than the last value either.
         """
         assert self.trend_cap is not None
-        ref, last = _half_and_last(steps, losses, step)
+        ref, last = half_and_last(steps, losses, step)
         if study.direction == StudyDirection.MAXIMIZE:
             bound = last + self.trend_cap * max(last - ref, 0.0)
             mean = max(min(mean, bound), last)
@@ -592,7 +593,7 @@ class LawPruner(BasePruner):
         fit promises more than the curve's own trend can carry it by the target.
         """
         assert self.max_trend_ratio is not None
-        ref, last = _half_and_last(steps, losses, step)
+        ref, last = half_and_last(steps, losses, step)
         horizon = math.log2(self.target_step / step) if self.target_step > step else 0.0
         room = self.max_trend_ratio * abs(ref - last) * horizon
         low, high = last - room, last + room
@@ -1003,9 +1004,3 @@ def _linear_fit(
         status="ok",
         curve=curve,
     )
-
-
-def _half_and_last(steps: np.ndarray, losses: np.ndarray, step: int) -> tuple[float, float]:
-    """``(ref, last)``: the report at or before ``ceil(step / 2)`` (else the first), the last."""
-    half = np.flatnonzero(steps <= math.ceil(step / 2))
-    return float(losses[half[-1]] if half.size else losses[0]), float(losses[-1])
