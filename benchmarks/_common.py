@@ -1,6 +1,6 @@
 """Helpers every benchmark shares: arguments, output folder, atomic JSON/Markdown, tables.
 
-A benchmark is a script ``python benchmarks/<name>.py [--tiny] [--out DIR]`` that
+A benchmark is a module ``python -m benchmarks.<name> [--tiny] [--out DIR]`` that
 prints a Markdown table and writes ``<name>.json``, ``<name>.md`` and a PNG into
 ``--out`` (default ``benchmarks/results/<name>/``, gitignored)::
 
@@ -49,7 +49,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 def benchmark_parser(name: str, description: str | None = None) -> argparse.ArgumentParser:
     """An argument parser with the flags every benchmark takes: ``--tiny`` and ``--out``."""
     parser = argparse.ArgumentParser(
-        prog=f"benchmarks/{name}.py",
+        prog=f"python -m benchmarks.{name}",
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

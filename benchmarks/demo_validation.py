@@ -14,7 +14,7 @@ since training is deterministic on CPU). It reports:
 
 ``--tiny`` runs a seconds-long study (two small domains, a 1-layer model) for CI.
 
-Run: ``python benchmarks/demo_validation.py [--tiny] [--out DIR] [--study FILE]``.
+Run: ``python -m benchmarks.demo_validation [--tiny] [--out DIR] [--study FILE]``.
 """
 
 from __future__ import annotations
@@ -29,9 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import (
     benchmark_parser,
@@ -107,7 +104,8 @@ def ground_truth(
     that training is deterministic: survivors must match what the search saw).
     Otherwise a candidate the search already trained to the full budget keeps its
     observed curve, and one whose screening run left a checkpoint resumes from it
-    (resume is exact); only pruned candidates start again from scratch.
+    (resume is exact); the others (pruned, or whose checkpoint the search's
+    retention removed) start again from scratch.
     """
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     out = {}
@@ -124,6 +122,10 @@ def ground_truth(
                 if scratch
                 else attrs.get("lawsearch:checkpoint_out", attrs.get("lawsearch:checkpoint"))
             )
+            if resume is not None and not Path(resume).is_file():
+                # the search keeps only the checkpoints it can still use
+                # (`[train] keep_checkpoints = "needed"`, the default): retrain the rest
+                resume = None
             done = {s: v for s, v in zip(lin.steps, lin.values, strict=True)}
             if resume is not None:
                 start = int(last.user_attrs.get("lawsearch:budget", 0))
@@ -167,7 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from lawsearch import report as reporting
     from lawsearch.cli._run import execute
-    from lawsearch.config import build_trainer, load_study, open_storage
+    from lawsearch.config import load_study
+    from lawsearch.study import build_trainer, open_study_storage
 
     cfg = tiny_study(work) if args.tiny else load_study(args.study, run_root=work)
     trainer = build_trainer(cfg)
@@ -184,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     import optuna
 
-    study = optuna.load_study(study_name=cfg.name, storage=open_storage(cfg, must_exist=True))
+    study = optuna.load_study(study_name=cfg.name, storage=open_study_storage(cfg, must_exist=True))
     rep = reporting.collect(study, cfg)
     lineages = [lin for lin in rep.lineages if lin.lr_schedule is not None]
 
@@ -219,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         abs(lin.observed - truth[lin.number]) for lin in lineages if math.isfinite(lin.observed)
     ]
     full_compute = len(lineages) * cfg.full_steps * cfg.train.tokens_per_step
-    result = {
+    result: dict[str, Any] = {
         "study": cfg.name,
         "tiny": bool(args.tiny),
         "candidates": len(lineages),
@@ -246,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "prediction_spearman": _spearman(
             [predicted[n] for n in predicted], [truth[n] for n in predicted]
         ),
-        "screen_interval_level": 1.0 - 2.0 * cfg.pruner.quantile,
+        "screen_interval_level": 1.0 - 2.0 * cfg.pruner.search_quantile,
         "screen_intervals": len(covered),
         "screen_interval_coverage": float(np.mean(covered)) if covered else math.nan,
         "short_loss_spearman": _spearman(
@@ -308,14 +311,14 @@ def rung_predictions(
     cfg: Any, trainer: Any, study: Any, truth: dict[int, float]
 ) -> list[dict[str, Any]]:
     """How well the joint (pooled) refit the promotion rule ranks with predicts, per rung."""
-    from lawsearch.config import build_search
+    from lawsearch.study import build_search
 
     search = build_search(cfg, trainer=trainer)
     nodes, _ = search._nodes(study)
     out = []
     for rung, steps in enumerate(cfg.budget_steps[:-1]):
         at = [n for n in nodes if n.rung == rung]
-        scores = search.pooled_scores(study, rung, at)
+        scores = search.extrapolator.pooled_scores(study, rung, steps, at)
         root = {n.number: n.root for n in at}
         pairs = [(truth[root[k]], v[0]) for k, v in scores.items() if root[k] in truth]
         out.append(

@@ -34,7 +34,7 @@ TaskSet (``learning_curves/taskset``): for the schedule-free laws, a determinist
 sample of finite curves that DPL keeps, per task; prefix → error of the value at
 the last epoch.
 
-Usage: ``python benchmarks/extrapolation.py [--tiny] [--out DIR] [--laws a,b]
+Usage: ``python -m benchmarks.extrapolation [--tiny] [--out DIR] [--laws a,b]
 [--modes m,n] [--prefixes 0.1,0.2] [--taskset-curves N] [--jobs N]``.
 """
 
@@ -47,14 +47,11 @@ import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
+from functools import partial
 from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-
-if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import (
     benchmark_parser,
@@ -66,8 +63,7 @@ from benchmarks._common import (
     write_json,
     write_text,
 )
-from lawsearch.cli import UserError
-from lawsearch.cli._fit import MODES, Outcome, RunCurve, extrapolate, prefix_rows
+from lawsearch.fitting import MODES, Outcome, RunCurve, extrapolate, prefix_rows
 from lawsearch.laws import LAWS, Law, get_law
 
 NAME = "extrapolation"
@@ -76,7 +72,7 @@ SCHEDULE_FREE = ("power", "two_phase", "ensemble")
 LEVEL = 0.9
 
 #: targets of issue 3 (20 % prefix unless said otherwise)
-TARGETS = {
+TARGETS: dict[str, Any] = {
     "transfer_mean": 0.005,
     "transfer_worst": 0.015,
     "pooled_mean": 0.015,
@@ -153,7 +149,7 @@ def law_specs(names: Sequence[str] | None, *, variants: bool = True) -> list[Law
     specs = []
     for name in chosen:
         if name not in LAWS:
-            raise UserError(f"--laws: unknown law {name!r}; registered: {sorted(LAWS)}.")
+            raise ValueError(f"--laws: unknown law {name!r}; registered: {sorted(LAWS)}.")
         specs.append(LawSpec(name, name))
         if name == "power" and variants:
             specs.append(LawSpec("power[intrinsic]", "power", (("time", "intrinsic"),)))
@@ -272,7 +268,7 @@ def run_law(
         if mode == "independent":
             for r in group:
                 outcomes += _guarded(
-                    lambda r=r: extrapolate(law, [r.curve], prefix=prefix, level=LEVEL),
+                    partial(extrapolate, law, [r.curve], prefix=prefix, level=LEVEL),
                     [r],
                     spec,
                     mode,
@@ -281,8 +277,13 @@ def run_law(
         elif mode == "pooled":
             start = time.perf_counter()
             res = _guarded(
-                lambda group=group: extrapolate(
-                    law, [r.curve for r in group], mode="pooled", prefix=prefix, level=LEVEL
+                partial(
+                    extrapolate,
+                    law,
+                    [r.curve for r in group],
+                    mode="pooled",
+                    prefix=prefix,
+                    level=LEVEL,
                 ),
                 group,
                 spec,
@@ -306,12 +307,13 @@ def run_law(
                 ref_of[ref.run_id] = ref
             for ref_id, members in targets.items():
                 outcomes += _guarded(
-                    lambda members=members, ref=ref_of[ref_id]: extrapolate(
+                    partial(
+                        extrapolate,
                         law,
                         [m.curve for m in members],
                         mode="transfer",
                         prefix=prefix,
-                        references=[ref.curve],
+                        references=[ref_of[ref_id].curve],
                         level=LEVEL,
                     ),
                     members,
@@ -554,7 +556,7 @@ def taskset_law_cell(spec: LawSpec, curves: Sequence[RunCurve], prefix: float) -
             outs += extrapolate(law, [c], prefix=prefix, level=LEVEL)
         except Exception as exc:
             outs.append(_taskset_failed(c, spec.label, prefix, f"{type(exc).__name__}: {exc}"))
-    return [replace(o, law=spec.label, fit=None) for o in outs]
+    return [replace(o, law=spec.label, fit=None, run=None) for o in outs]
 
 
 def taskset_baseline_cells(curves: Sequence[RunCurve], prefix: float) -> dict[str, list[Outcome]]:
@@ -563,9 +565,9 @@ def taskset_baseline_cells(curves: Sequence[RunCurve], prefix: float) -> dict[st
     for c in curves:
         n = prefix_rows(c.n_rows, prefix)
         guesses: dict[str, Callable[[], float | None]] = {
-            "last value": lambda c=c, n=n: float(c.losses[n - 1]),
-            "curve_fit power (steps)": lambda c=c, n=n: curve_fit_power(
-                c.steps[:n], c.losses[:n], float(c.steps[-1])
+            "last value": partial(float, c.losses[n - 1]),
+            "curve_fit power (steps)": partial(
+                curve_fit_power, c.steps[:n], c.losses[:n], float(c.steps[-1])
             ),
         }
         for label, guess in guesses.items():
@@ -614,7 +616,7 @@ def taskset_row(label: str, prefix: float, outs: Sequence[Outcome]) -> dict[str,
 def _compute_cell(
     kind: str, key: tuple[Any, ...], runs: Sequence[Run], curves: Sequence[RunCurve]
 ) -> tuple[Any, float]:
-    """One (law, mode, prefix) cell, or one TaskSet (law, prefix) cell; fits dropped."""
+    """One (law, mode, prefix) cell, or one TaskSet (law, prefix) cell; fits and runs dropped."""
     start = time.perf_counter()
     if kind == "taskset":
         spec, prefix = key
@@ -622,7 +624,8 @@ def _compute_cell(
     spec, mode, prefix = key
     outs, refs = run_law(spec, mode, prefix, runs, runs)
     terms = {o.run_id: t for o in outs if (t := target_terms(o)) is not None}
-    return ([replace(o, fit=None) for o in outs], refs, terms), time.perf_counter() - start
+    light = [replace(o, fit=None, run=None) for o in outs]
+    return (light, refs, terms), time.perf_counter() - start
 
 
 def _run_cells(
@@ -1005,7 +1008,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = output_dir(args.out, NAME)
     runs = load_runs()
-    laws = _csv_list(args.laws, str)
+    laws: list[str] | None = _csv_list(args.laws, str)
     prefixes = _csv_list(args.prefixes, float) or list(PREFIXES)
     modes = _csv_list(args.modes, str) or list(MODES)
     taskset_n, taskset_tasks = args.taskset_curves, None
@@ -1014,8 +1017,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = [r for r in runs if r.run_id in keep]
         prefixes = [0.2]
         if laws is None:
-            laws = [n for n in ("multipower", "power") if n in LAWS][:2]
-            laws += [n for n in LAWS if n not in laws][: 2 - len(laws)]
+            tiny_laws = [str(n) for n in ("multipower", "power") if n in LAWS][:2]
+            laws = tiny_laws + [n for n in LAWS if n not in tiny_laws][: 2 - len(tiny_laws)]
         taskset_n, taskset_tasks = min(taskset_n, 2), 1
     for m in modes:
         if m not in MODES:

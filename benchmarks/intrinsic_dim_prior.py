@@ -15,20 +15,16 @@ without the prior ``alpha ~ N(2/(2+d), (2/(2+d))^2)`` of
    embeddings of their training data are available, so d is *assumed*
    (a sweep); this shows how much the prior moves real fits, not a validation.
 
-Run: ``python benchmarks/intrinsic_dim_prior.py [--tiny] [--out DIR]``.
+Run: ``python -m benchmarks.intrinsic_dim_prior [--tiny] [--out DIR]``.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import (
     benchmark_parser,

@@ -18,7 +18,6 @@ Targets (issue 4): Spearman ≥ 0.92 with 64 runs and ≥ 0.97 with 512 at 1M
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,6 @@ from typing import Any
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # small dense algebra: threads only contend
 
 import numpy as np
-
-if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import (
     benchmark_parser,
@@ -110,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "seconds": t[0],
                         }
                     )
-    summary = []
+    summary: list[dict[str, Any]] = []
     for n in sizes:
         for kind in KINDS:
             rs = [
@@ -135,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "spearman_1m_min": float(min(r["spearman_1m"] for r in rs)),
                 }
             )
-    summary_60 = []
+    summary_60: list[dict[str, Any]] = []
     for n in sizes:
         for kind in KINDS:
             rs = [

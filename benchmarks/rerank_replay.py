@@ -33,9 +33,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from benchmarks._common import (
     benchmark_parser,
     environment,
@@ -65,7 +62,7 @@ def _group(family: str, size: str) -> tuple[Any, list[str], tuple[int, int, int]
         trainer = ReplayTrainer.from_mixinglaws(family, size)
     except ValueError:
         return None
-    ids = sorted(k for k, c in trainer.curves.items() if FULL in set(c.steps.tolist()))
+    ids = sorted(str(k) for k, c in trainer.curves.items() if FULL in set(c.steps.tolist()))
     if len(ids) < 6:
         return None
     fifth = sorted(

@@ -1,24 +1,42 @@
-"""Tokens/s of ``TransformersTrainer`` against a bare PyTorch loop, side by side.
+"""What the trainer costs over a bare PyTorch loop, and what preparing a large domain costs.
 
-Both train the same Llama (same sizes, same initial weights), with the same
-AdamW (decay on matrices only), gradient clipping, batch size and the *same
-batches* (the blocks the trainer's interleaved mixture stream draws). The bare
-loop is the nanoGPT minimum: fetch, forward, cross-entropy, backward, clip,
-step. The trainer adds what a search needs: the schedule's LR every step, token
-accounting per domain, and one held-out evaluation + report at the end of the
-run (counted in its time; checkpoints are off). Runs are interleaved
-(bare, trainer, trainer, bare, ...) so drifting machine load hits both alike;
-the ratio of medians is the figure (target >= 0.90).
+Part 1, training (``--part train``): the demo study's model, batch and data, built
+exactly as ``lawsearch run studies/demo.toml`` builds them (``build_trainer``).
+Three loops train the same model (same initial weights) on the *same batches*
+(the blocks the trainer's interleaved mixture stream draws), interleaved
+(bare, trainer, trainer, bare, ...) so drifting machine load hits all alike:
 
-The default size is the demo study's (studies/demo.toml): 2 layers, d=64,
-d_ff=192, vocab 2048, batch 8 x 128 tokens, on the demo corpus.
+* **bare**: the nanoGPT minimum: fetch, forward, cross-entropy, backward, clip, step;
+* **trainer, one eval**: ``TransformersTrainer`` with one held-out evaluation at the
+  end of the run and no checkpoint (the bare step's overhead: LR every step,
+  token accounting, reporting);
+* **trainer, demo cadence**: the demo's real configuration: an evaluation every 4
+  steps over all 5 domains (4,096 held-out tokens each), a report each time, and
+  the final checkpoint.
 
-Run: ``python benchmarks/trainer_throughput.py [--tiny] [--out DIR] [--repeats N]``.
+The ratio of median training tokens/s to the bare loop's is the figure
+(targets: >= 0.90 for one eval, >= 0.80 for the demo cadence).
+
+Part 2, data (``--part data``): generated JSONL domains of 0.25, 0.5 and 1 GB
+(``benchmarks._corpus``, written to a temp dir) are prepared as ``lawsearch run``
+prepares a domain (BPE on the bounded sample, then stream, tokenise, pack into
+memory-mapped blocks), each in a fresh process that reports its peak resident
+memory; then, in another fresh process, prepared again (the cache reused: the
+time of that ``prepare``) and trained for 40 steps (step time and memory against
+corpus size). Targets: peak <= 2 GB and within
+10% from 0.25 to 1 GB; reuse <= 5 s.
+
+Run: ``python -m benchmarks.trainer_throughput [--tiny] [--part train|data|all]``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import resource
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,9 +45,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import (
     benchmark_parser,
@@ -44,42 +59,47 @@ from benchmarks._common import (
 
 NAME = "trainer_throughput"
 TARGET = 0.90
+TARGET_CADENCE = 0.80
+TARGET_PEAK_GB = 2.0
+TARGET_FLAT = 0.10
+TARGET_REUSE_S = 5.0
+STUDY = Path(__file__).resolve().parents[1] / "studies" / "demo.toml"
 
 
-def _setup(tiny: bool, cache: Path, threads: int) -> tuple[Any, dict[str, Any], int]:
-    from lawsearch.train._transformers import DataSpec, ModelSpec, TrainSpec, TransformersTrainer
-    from lawsearch.train.corpus import build_demo_corpus
+# ---- part 1: training ---------------------------------------------------------------------------
 
-    if tiny:
-        corpus = build_demo_corpus(
-            cache / "corpus", max_bytes_per_domain=20_000, token_vocab_size=None
+
+def _setup(tiny: bool, tmp: Path, threads: int) -> tuple[Any, Any, dict[str, Any], int]:
+    """(demo-cadence trainer, one-eval trainer, config, steps) of the demo study."""
+    from lawsearch.config import load_study
+    from lawsearch.study import build_trainer
+    from lawsearch.train._transformers import TransformersTrainer
+
+    cfg = load_study(STUDY, run_root=tmp)
+    if tiny:  # a small corpus in the temp dir; the rest of the demo study as it is
+        corpus = dataclasses.replace(
+            cfg.corpus, max_bytes_per_domain=20_000, cache_dir=str(tmp / "cache")
         )
-        model = ModelSpec(n_layers=1, d_model=32, n_heads=2, d_ff=64, vocab_size=320, seq_len=32)
-        batch, steps = 4, 20
-    else:
-        corpus = build_demo_corpus()  # the demo study's corpus (cached)
-        model = ModelSpec(n_layers=2, d_model=64, n_heads=4, d_ff=192, vocab_size=2048, seq_len=128)
-        batch, steps = 8, 60
-    trainer = TransformersTrainer(
-        model=model,
-        data=DataSpec.from_manifest(corpus, cache_dir=str(cache)),
-        train=TrainSpec(
-            batch_size=batch,
-            eval_every=steps,
-            eval_batches=1,
-            device="cpu",
-            dtype="float32",
-            threads=threads,
+        cfg = dataclasses.replace(cfg, corpus=corpus)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
+    demo = build_trainer(cfg)
+    demo.prepare()
+    steps = 12 if tiny else cfg.short_steps
+    one_eval = TransformersTrainer(
+        model=demo.model_spec,
+        data=demo.data_spec,
+        train=dataclasses.replace(
+            demo.train_spec, eval_every=steps, eval_batches=1, checkpoint_dir=""
         ),
     )
-    trainer.prepare()
-    weights = {d: 1.0 / len(trainer.domains) for d in trainer.domains}
+    one_eval.prepare()
+    weights = {d: 1.0 / len(demo.domains) for d in demo.domains}
     config = {
         "mixture": weights,
         "schedule": {"family": "constant", "peak_lr": 1e-3, "total_steps": steps},
         "seed": 0,
     }
-    return trainer, config, steps
+    return demo, one_eval, config, steps
 
 
 def _bare_loop(trainer: Any, config: dict[str, Any], steps: int) -> float:
@@ -130,105 +150,322 @@ def _trainer_run(trainer: Any, config: dict[str, Any], steps: int) -> float:
     return elapsed
 
 
+def _part_train(tiny: bool, repeats: int, threads: int) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        demo, one_eval, config, steps = _setup(tiny, Path(tmp), threads)
+        tokens = steps * demo.tokens_per_step
+        loops = [
+            ("bare", lambda: _bare_loop(demo, config, steps)),
+            ("one_eval", lambda: _trainer_run(one_eval, config, steps)),
+            ("demo_cadence", lambda: _trainer_run(demo, config, steps)),
+        ]
+        _bare_loop(demo, config, 2)  # warm-up: imports, allocator, kernels
+        _trainer_run(one_eval, config, 2)
+        runs: dict[str, list[float]] = {name: [] for name, _ in loops}
+        for r in range(repeats):
+            for name, fn in loops if r % 2 == 0 else loops[::-1]:
+                runs[name].append(tokens / fn())
+        ts = demo.train_spec
+        evals = steps // ts.eval_every
+        eval_tokens = (
+            evals * len(demo.domains) * ts.eval_batches * ts.batch_size * (demo.model_spec.seq_len)
+        )
+    med = {k: float(np.median(v)) for k, v in runs.items()}
+    return {
+        "model": {
+            **{k: getattr(demo.model_spec, k) for k in ("n_layers", "d_model", "d_ff")},
+            "vocab_size": demo.model_spec.vocab_size,
+            "seq_len": demo.model_spec.seq_len,
+            "params": demo.model_spec.n_params(embeddings=True),
+        },
+        "batch_size": demo.train_spec.batch_size,
+        "steps_per_run": steps,
+        "eval_every": demo.train_spec.eval_every,
+        "domains": len(demo.domains),
+        "eval_tokens_per_run": eval_tokens,
+        "train_tokens_per_run": tokens,
+        "tokens_per_s": runs,
+        "median": med,
+        "ratio_one_eval": med["one_eval"] / med["bare"],
+        "ratio_demo_cadence": med["demo_cadence"] / med["bare"],
+        # the most the demo cadence can reach if an eval token costs a third of a train token
+        "cadence_ceiling": 3 * tokens / (3 * tokens + eval_tokens),
+    }
+
+
+# ---- part 2: data ----------------------------------------------------------------------------
+
+
+def _maxrss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KB on Linux
+
+
+def _child(mode: str, file: str, cache: str, vocab: int, num_proc: int) -> dict[str, Any]:
+    """Runs in a fresh process: prepare (and in ``train`` mode, train) one file's domain."""
+    import datasets  # noqa: F401  (the imports are counted in the baseline)
+    import torch
+    import transformers  # noqa: F401
+
+    from lawsearch.train._transformers import DataSpec, ModelSpec, TrainSpec, TransformersTrainer
+
+    torch.set_num_threads(1)
+    base = _maxrss_gb()
+    trainer = TransformersTrainer(
+        model=ModelSpec(n_layers=2, d_model=64, n_heads=4, d_ff=192, vocab_size=vocab, seq_len=64),
+        data=DataSpec(domains={"web": file}, cache_dir=cache, num_proc=num_proc),
+        train=TrainSpec(batch_size=16, eval_every=1000, eval_batches=1, device="cpu"),
+    )
+    out: dict[str, Any] = {"baseline_gb": base}
+    t0 = time.perf_counter()
+    if mode == "pack":  # the tokenizer first (timed apart), then stream, tokenise, pack
+        from lawsearch.train._pack import SplitRule, train_sample
+        from lawsearch.train._tokenizer import load_or_train_tokenizer
+
+        ds = trainer.data_spec
+        sample = train_sample(
+            "web", file, rule=SplitRule(ds.held_out_fraction), max_bytes=ds.tokenizer_sample_bytes
+        )
+        load_or_train_tokenizer(
+            [sample], vocab_size=vocab, cache_dir=ds.resolved_cache_dir() / "tokenizers"
+        )
+        del sample
+        out["tokenizer_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+    trainer.prepare()
+    out["prepare_s"] = time.perf_counter() - t0
+    out["train_tokens"] = trainer.tokens_available()["web"]
+    if mode == "train":
+        config = {
+            "mixture": {"web": 1.0},
+            "schedule": {"family": "constant", "peak_lr": 1e-3, "total_steps": 40},
+        }
+        trainer.train(config, budget_steps=5, report=lambda *a: None)  # warm-up
+        t0 = time.perf_counter()
+        trainer.train(config, budget_steps=40, report=lambda *a: None)
+        out["step_s"] = (time.perf_counter() - t0) / 40
+    out["peak_gb"] = _maxrss_gb()
+    return out
+
+
+def _run_child(mode: str, file: Path, cache: Path, vocab: int, num_proc: int) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "benchmarks.trainer_throughput", "--child", mode]
+    cmd += ["--file", str(file), "--cache", str(cache), "--vocab", str(vocab)]
+    cmd += ["--num-proc", str(num_proc)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"child {mode} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _part_data(tiny: bool, sizes: Sequence[float], num_procs: Sequence[int]) -> dict[str, Any]:
+    from benchmarks._corpus import write_domain
+
+    vocab = 512 if tiny else 4096
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache"
+        for size_gb in sizes:
+            for num_proc in num_procs:
+                folder = Path(tmp) / f"web-{size_gb:g}-{num_proc}"
+                t0 = time.perf_counter()
+                (file,) = write_domain(folder, "web", int(size_gb * 1e9), fmt="jsonl")
+                written = time.perf_counter() - t0
+                nbytes = file.stat().st_size
+                cold = _run_child("pack", file, cache, vocab, num_proc)
+                train = _run_child("train", file, cache, vocab, num_proc)  # reuses the cache
+                rows.append(
+                    {
+                        "size_gb": nbytes / 1e9,
+                        "num_proc": num_proc,
+                        "write_s": written,
+                        "tokenizer_s": cold["tokenizer_s"],
+                        "prepare_s": cold["prepare_s"],
+                        "mb_per_s": nbytes / 1e6 / cold["prepare_s"],
+                        "train_tokens": cold["train_tokens"],
+                        "baseline_gb": cold["baseline_gb"],
+                        "peak_gb": cold["peak_gb"],
+                        "reuse_s": train["prepare_s"],
+                        "step_s": train["step_s"],
+                        "train_peak_gb": train["peak_gb"],
+                    }
+                )
+                shutil.rmtree(folder)
+                for packed in (cache / "blocks").iterdir():  # one size's blocks at a time on disk
+                    shutil.rmtree(packed)
+    ones = [r for r in rows if r["num_proc"] == num_procs[0]]
+    peaks = [r["peak_gb"] for r in ones]
+    return {
+        "vocab_size": vocab,
+        "rows": rows,
+        "peak_max_gb": max(r["peak_gb"] for r in rows),
+        "peak_spread": (max(peaks) - min(peaks)) / min(peaks),
+        "reuse_max_s": max(r["reuse_s"] for r in rows),
+    }
+
+
+# ---- output -------------------------------------------------------------------------------------
+
+
+def _markdown(train: dict[str, Any] | None, data: dict[str, Any] | None, threads: int) -> str:
+    parts = ["# Trainer throughput\n"]
+    if train is not None:
+        m, med = train["model"], train["median"]
+        rows = []
+        for key, label in (
+            ("bare", "bare PyTorch"),
+            ("one_eval", "TransformersTrainer, one eval"),
+            ("demo_cadence", "TransformersTrainer, demo cadence"),
+        ):
+            rows.append(
+                [
+                    label,
+                    fmt(med[key], ".0f"),
+                    fmt(med[key] / med["bare"], ".3f"),
+                    ", ".join(fmt(v, ".0f") for v in train["tokens_per_s"][key]),
+                ]
+            )
+        parts.append(
+            f"Demo model {m['n_layers']}x{m['d_model']} (vocab {m['vocab_size']}, seq "
+            f"{m['seq_len']}), batch {train['batch_size']}, {train['steps_per_run']} steps per "
+            f"run, {threads} thread(s). Demo cadence: an eval every {train['eval_every']} steps "
+            f"over {train['domains']} domains = {train['eval_tokens_per_run']:,} held-out tokens "
+            f"per {train['train_tokens_per_run']:,} training tokens.\n\n"
+            + markdown_table(["loop", "median train tokens/s", "of bare", "runs"], rows)
+        )
+        parts.append(
+            f"\none eval / bare = {train['ratio_one_eval']:.3f} (target >= {TARGET:.2f}: "
+            f"{'met' if train['ratio_one_eval'] >= TARGET else 'NOT met'}); demo cadence / bare "
+            f"= {train['ratio_demo_cadence']:.3f} (target >= {TARGET_CADENCE:.2f}: "
+            f"{'met' if train['ratio_demo_cadence'] >= TARGET_CADENCE else 'NOT met'}; ceiling "
+            f"if an eval token cost a third of a train token: {train['cadence_ceiling']:.3f})\n"
+        )
+    if data is not None:
+        rows = [
+            [
+                fmt(r["size_gb"], ".3f"),
+                str(r["num_proc"]),
+                fmt(r["tokenizer_s"], ".1f"),
+                fmt(r["prepare_s"], ".1f"),
+                fmt(r["mb_per_s"], ".1f"),
+                fmt(r["baseline_gb"], ".2f"),
+                fmt(r["peak_gb"], ".2f"),
+                fmt(r["reuse_s"], ".2f"),
+                fmt(1e3 * r["step_s"], ".1f"),
+                fmt(r["train_peak_gb"], ".2f"),
+            ]
+            for r in data["rows"]
+        ]
+        parts.append(
+            f"\n## Data pipeline (generated JSONL, BPE vocab {data['vocab_size']})\n\n"
+            + markdown_table(
+                [
+                    "GB",
+                    "num_proc",
+                    "BPE s",
+                    "pack s",
+                    "MB/s",
+                    "imports GB",
+                    "peak GB",
+                    "reuse s",
+                    "ms/step",
+                    "train peak GB",
+                ],
+                rows,
+            )
+            + f"\n\npeak {data['peak_max_gb']:.2f} GB (target <= {TARGET_PEAK_GB:g}), spread "
+            f"{100 * data['peak_spread']:.1f}% (target <= {100 * TARGET_FLAT:.0f}%), reuse "
+            f"{data['reuse_max_s']:.2f} s (target <= {TARGET_REUSE_S:g})\n"
+        )
+    return "\n".join(parts)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = benchmark_parser(NAME, __doc__)
     parser.add_argument("--repeats", type=int, default=None, help="timed runs of each (default 5)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--part", choices=("train", "data", "all"), default="all")
+    parser.add_argument("--sizes", default=None, help="data sizes in GB (default 0.25,0.5,1)")
+    parser.add_argument("--num-procs", default="1", help="tokenisation processes to measure")
+    parser.add_argument("--child", default=None, help=argparse_hidden())
+    parser.add_argument("--file", default=None, help=argparse_hidden())
+    parser.add_argument("--cache", default=None, help=argparse_hidden())
+    parser.add_argument("--vocab", type=int, default=512, help=argparse_hidden())
+    parser.add_argument("--num-proc", type=int, default=1, help=argparse_hidden())
     args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(_child(args.child, args.file, args.cache, args.vocab, args.num_proc)))
+        return 0
     out = output_dir(args.out, NAME)
     repeats = args.repeats or (2 if args.tiny else 5)
-
+    train = data = None
+    if args.part in ("train", "all"):
+        train = _part_train(args.tiny, repeats, args.threads)
+    if args.part in ("data", "all"):
+        default = "0.002,0.004" if args.tiny else "0.25,0.5,1"
+        sizes = [float(s) for s in (args.sizes or default).split(",")]
+        num_procs = [int(n) for n in args.num_procs.split(",")]
+        data = _part_data(args.tiny, sizes, num_procs)
     import torch
 
-    torch.set_num_threads(args.threads)
-    cache_root = Path(os.environ.get("LAWSEARCH_CACHE", Path.home() / ".cache" / "lawsearch"))
-    with tempfile.TemporaryDirectory() as tmp:
-        cache = Path(tmp) if args.tiny else cache_root
-        trainer, config, steps = _setup(args.tiny, cache, args.threads)
-        tokens = steps * trainer.tokens_per_step
-        _bare_loop(trainer, config, 2)  # warm-up: imports, allocator, kernels
-        _trainer_run(trainer, config, 2)
-        bare, mine = [], []
-        for r in range(repeats):
-            pair = [("bare", _bare_loop), ("trainer", _trainer_run)]
-            for name, fn in pair if r % 2 == 0 else pair[::-1]:
-                seconds = fn(trainer, config, steps)
-                (bare if name == "bare" else mine).append(tokens / seconds)
-    bare_tps, trainer_tps = float(np.median(bare)), float(np.median(mine))
-    ratio = trainer_tps / bare_tps
-    ms = trainer.model_spec
-    payload = {
+    payload: dict[str, Any] = {
         "name": NAME,
         "tiny": args.tiny,
-        "model": {
-            "n_layers": ms.n_layers,
-            "d_model": ms.d_model,
-            "d_ff": ms.d_ff,
-            "vocab_size": ms.vocab_size,
-            "seq_len": ms.seq_len,
-            "params": ms.n_params(embeddings=True),
-        },
-        "batch_size": trainer.train_spec.batch_size,
-        "steps_per_run": steps,
         "repeats": repeats,
         "threads": args.threads,
-        "bare_tokens_per_s": bare,
-        "trainer_tokens_per_s": mine,
-        "bare_median": bare_tps,
-        "trainer_median": trainer_tps,
-        "trainer_steps_per_s": trainer_tps / trainer.tokens_per_step,
-        "ratio": ratio,
-        "target": TARGET,
-        "met": ratio >= TARGET,
+        "train": train,
+        "data": data,
+        "targets": {
+            "one_eval": TARGET,
+            "demo_cadence": TARGET_CADENCE,
+            "peak_gb": TARGET_PEAK_GB,
+            "flat": TARGET_FLAT,
+            "reuse_s": TARGET_REUSE_S,
+        },
         "environment": {**environment(), "torch": torch.__version__},
     }
     write_json(out / f"{NAME}.json", payload)
-    table = markdown_table(
-        ["loop", "median tokens/s", "steps/s", "runs (tokens/s)"],
-        [
-            [
-                "bare PyTorch",
-                fmt(bare_tps, ".0f"),
-                fmt(bare_tps / trainer.tokens_per_step, ".2f"),
-                ", ".join(fmt(v, ".0f") for v in bare),
-            ],
-            [
-                "TransformersTrainer",
-                fmt(trainer_tps, ".0f"),
-                fmt(trainer_tps / trainer.tokens_per_step, ".2f"),
-                ", ".join(fmt(v, ".0f") for v in mine),
-            ],
-        ],
-    )
-    verdict = (
-        f"trainer / bare = {ratio:.3f} (target >= {TARGET:.2f}: "
-        f"{'met' if ratio >= TARGET else 'NOT met'})"
-    )
-    md = (
-        f"# Trainer throughput\n\nModel {ms.n_layers}x{ms.d_model} (vocab {ms.vocab_size}, "
-        f"seq {ms.seq_len}), batch {trainer.train_spec.batch_size}, {steps} steps per run, "
-        f"{repeats} interleaved runs each, {args.threads} thread(s).\n\n{table}\n\n"
-        f"## Verdict\n\n{verdict}\n"
-    )
+    md = _markdown(train, data, args.threads)
     write_text(out / f"{NAME}.md", md)
-    _plot(out / f"{NAME}.png", bare, mine)
+    _plot(out / f"{NAME}.png", train, data)
     print(md)
     return 0
 
 
-def _plot(path: Path, bare: list[float], mine: list[float]) -> None:
+def argparse_hidden() -> str:
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def _plot(path: Path, train: dict[str, Any] | None, data: dict[str, Any] | None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.plot(range(1, len(bare) + 1), bare, "o-", label="bare PyTorch loop")
-    ax.plot(range(1, len(mine) + 1), mine, "s-", label="TransformersTrainer")
-    ax.set_xlabel("repeat")
-    ax.set_ylabel("tokens / s")
-    ax.set_ylim(bottom=0)
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+    if train is not None:
+        for key, runs in train["tokens_per_s"].items():
+            axes[0].plot(range(1, len(runs) + 1), runs, "o-", label=key)
+        axes[0].set_xlabel("repeat")
+        axes[0].set_ylabel("train tokens / s")
+        axes[0].set_ylim(bottom=0)
+        axes[0].legend(fontsize=7)
+    if data is not None:
+        rows = data["rows"]
+        axes[1].plot([r["size_gb"] for r in rows], [r["peak_gb"] for r in rows], "o-", label="peak")
+        axes[1].plot(
+            [r["size_gb"] for r in rows], [r["baseline_gb"] for r in rows], "s--", label="imports"
+        )
+        axes[1].set_xlabel("JSONL domain (GB)")
+        axes[1].set_ylabel("resident memory (GB)")
+        axes[1].set_ylim(bottom=0)
+        axes[1].legend(fontsize=7)
     save_figure(fig, path)
 
 

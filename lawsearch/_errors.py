@@ -3,13 +3,35 @@
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Iterable
+from typing import Any
 
-__all__ = ["FitError", "did_you_mean"]
+__all__ = ["CurveError", "FitError", "did_you_mean"]
 
 
 class FitError(ValueError):
     """Raised when a prediction is asked of a fit whose status is ``failed``."""
+
+
+class CurveError(ValueError):
+    """Bad loss curves or fitting options given to ``lawsearch.fitting``.
+
+    The message names the field, the value and the fix. Arguments are written
+    in backticks as Python names (`` `prefix` ``, `` `target_step` ``), the way
+    the command line rewrites them into its flags.
+
+    Attributes:
+        field: the argument or column at fault (``"prefix"``, ``"loss"``, …).
+    """
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # the field is keyword-only, so the default (cls, args) reduction would drop it
+        return functools.partial(type(self), field=self.field), (str(self),)
 
 
 def did_you_mean(value: object, choices: Iterable[str]) -> str:

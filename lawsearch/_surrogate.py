@@ -1,4 +1,4 @@
-"""``MixtureSurrogate``: regression from simplex mixture weights to a loss, with uncertainty.
+"""``MixtureSurrogate``: the one surrogate, from mixture weights (and schedule features) to a loss.
 
 Chosen by measurement on RegMix (``benchmarks/mixture_surrogate.py``): the
 feature map that matters is the square root of the weights, ``z = sqrt(w)``.
@@ -12,13 +12,35 @@ log-linear least squares and ≈0.89 for RegMix's LightGBM.
 Kinds:
     ``"gp"`` (default): ``k(z, z') = s_f·exp(-|z - z'|²/(2ℓ²)) + s_b·(1 + z·z') + s_n·δ``
         on standardised ``z``; ``ℓ, s_f, s_b, s_n`` by maximum marginal
-        likelihood (deterministic multi-start L-BFGS-B, at most
-        ``max_hyperopt_points`` points for the hyperparameters, all points for
-        the posterior). ``std`` is the posterior standard deviation of the mean.
+        likelihood (at most ``max_hyperopt_points`` points for the
+        hyperparameters, all points for the posterior). ``std`` is the
+        posterior standard deviation of the mean.
     ``"ridge"``: ridge regression on standardised ``z``; ``std`` from
         ``n_bootstrap`` bootstrap refits (seeded).
     ``"linear"``: ordinary least squares on the raw weights (RegMix's linear
         baseline); ``std`` from the least-squares covariance.
+
+Joint space (``"gp"`` only): ``extra`` adds named columns per point, such as a
+schedule's family and its peak LR, warmup and decay fraction. A numeric column
+must already be scaled to ``[0, 1]`` by the caller (e.g. ``(log lr - log lo) /
+(log hi - log lo)`` over the declared range); a column of strings is a
+categorical, compared as one-hot vectors (a mismatch is a squared distance of 2,
+so a category never seen in ``fit`` is simply unlike every training point). Each
+extra column ``e_j`` gets its own length scale ``λ_j`` in the RBF factor,
+
+    s_f·exp(-|z - z'|²/(2ℓ²) - Σ_j (e_j - e_j')²/(2λ_j²)),
+
+so a feature that does not move the loss fades out (large ``λ_j``). Without
+``extra`` the model, and every number it gives, is the mixture-only one.
+
+Hyperparameters (``hyperopt``):
+    ``"lbfgs"`` (default): deterministic multi-start L-BFGS-B on the log
+        marginal likelihood with analytic gradients.
+    ``"grid"``: the best of a small fixed grid (``ℓ`` × ``s_n`` × one ``λ``
+        shared by the extra columns, ``s_f = 1`` and ``s_b = e^-2`` on
+        standardised losses), then each column's own ``λ`` in turn on the same
+        grid: no optimiser, for samplers that refit on every proposal and must
+        do it in milliseconds (on RegMix it ranks as well as ``"lbfgs"``).
 
 ``loss_std`` (per-run uncertainty, e.g. the width of an extrapolation
 interval) enters as heteroscedastic noise (``gp``) or inverse-variance weights
@@ -27,7 +49,7 @@ interval) enters as heteroscedastic noise (``gp``) or inverse-variance weights
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +62,42 @@ __all__ = ["MixtureSurrogate"]
 
 FloatArray = NDArray[np.float64]
 _KINDS = ("gp", "ridge", "linear")
+_HYPEROPTS = ("lbfgs", "grid")
 _SIMPLEX_TOL = 0.02
+#: slack on the [0, 1] range of numeric extra columns (rounding in the caller's scaling)
+_UNIT_TOL = 1e-6
+#: bounds of log ℓ, log s_f, log s_b, log s_n, then of each log λ_j (extra columns live in [0, 1])
+_BOUNDS = [(-3.0, 6.0), (-6.0, 4.0), (-9.0, 3.0), (-10.0, 1.0)]
+_EXTRA_BOUNDS = (-3.5, 3.5)
+#: the "grid" search: offsets of log ℓ around its start, log s_n, log λ (one shared by all columns)
+_GRID_LENGTH = (-1.5, -0.75, 0.0, 0.75, 1.5)
+_GRID_NOISE = tuple(np.log([1e-4, 1e-2, 1e-1]))
+_GRID_EXTRA = tuple(np.log([0.1, 0.25, 0.5, 1.0, 2.0, 8.0]))
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """Extra per-point features: numeric (float, in [0, 1]) or categorical (str) columns."""
+
+    names: tuple[str, ...]
+    values: tuple[NDArray[Any], ...]
+    categorical: tuple[bool, ...]
+
+    def take(self, idx: NDArray[np.intp]) -> _Columns:
+        return _Columns(self.names, tuple(v[idx] for v in self.values), self.categorical)
+
+    def sqdists(self, other: _Columns) -> list[FloatArray]:
+        """Per column, the squared distances ``(n_self, n_other)`` (a category mismatch is 2)."""
+        out = []
+        for a, b, cat in zip(self.values, other.values, self.categorical, strict=True):
+            if cat:
+                out.append(2.0 * (a[:, None] != b[None, :]))
+            else:
+                out.append((a[:, None] - b[None, :]) ** 2)
+        return out
+
+
+_NO_COLUMNS = _Columns((), (), ())
 
 
 @dataclass(frozen=True)
@@ -58,6 +115,8 @@ class _Fitted:
     alpha: FloatArray | None = None
     chol: FloatArray | None = None
     hyper: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1e-3)
+    extra: _Columns | None = None
+    extra_scales: tuple[float, ...] = ()
     # ridge / linear
     coef: FloatArray | None = None
     coef_boot: FloatArray | None = None
@@ -65,7 +124,7 @@ class _Fitted:
 
 
 class MixtureSurrogate:
-    """Predict a loss (mean, std) for mixtures on the simplex.
+    """Predict a loss (mean, std) for mixtures on the simplex, optionally with extra features.
 
     Args:
         kind: ``"gp"`` (default), ``"ridge"`` or ``"linear"`` (see module docs).
@@ -77,9 +136,14 @@ class MixtureSurrogate:
             keeps a refit inside a sampler fast; for a final pick from many runs
             use more (on RegMix with 512 runs, a 256-run subsample once picked a
             mixture 0.10 worse than the best, all 512 picked the best).
+        hyperopt: how the GP's hyperparameters are chosen: ``"lbfgs"`` (default,
+            multi-start L-BFGS-B) or ``"grid"`` (a small fixed grid, for
+            millisecond refits inside a sampler).
 
     Picklable; ``fit`` and ``predict`` may be called from several threads
     (a fit replaces the model atomically; ``predict`` uses a consistent one).
+    A fast sampler surrogate: ``LawSampler(surrogate=functools.partial(
+    MixtureSurrogate, hyperopt="grid"))``.
     """
 
     def __init__(
@@ -90,6 +154,7 @@ class MixtureSurrogate:
         ridge_alpha: float = 1.0,
         n_bootstrap: int = 32,
         max_hyperopt_points: int = 256,
+        hyperopt: str = "lbfgs",
     ) -> None:
         if kind not in _KINDS:
             raise ValueError(f"`kind` must be one of {_KINDS}; got {kind!r}.")
@@ -99,25 +164,20 @@ class MixtureSurrogate:
             raise ValueError(f"`n_bootstrap` must be >= 2; got {n_bootstrap!r}.")
         if max_hyperopt_points < 8:
             raise ValueError(f"`max_hyperopt_points` must be >= 8; got {max_hyperopt_points!r}.")
+        if hyperopt not in _HYPEROPTS:
+            raise ValueError(f"`hyperopt` must be one of {_HYPEROPTS}; got {hyperopt!r}.")
         self.kind = kind
         self.seed = int(seed)
         self.ridge_alpha = float(ridge_alpha)
         self.n_bootstrap = int(n_bootstrap)
         self.max_hyperopt_points = int(max_hyperopt_points)
+        self.hyperopt = hyperopt
+        # a fit swaps in one immutable _Fitted with a single (atomic) assignment, so
+        # concurrent predicts always see a whole fit and no lock is needed
         self._fitted: _Fitted | None = None
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"MixtureSurrogate(kind={self.kind!r}, seed={self.seed})"
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
+        return f"MixtureSurrogate(kind={self.kind!r}, seed={self.seed}, hyperopt={self.hyperopt!r})"
 
     @property
     def is_fitted(self) -> bool:
@@ -125,7 +185,12 @@ class MixtureSurrogate:
 
     # ------------------------------------------------------------------ fit
     def fit(
-        self, weights: ArrayLike, losses: ArrayLike, *, loss_std: ArrayLike | None = None
+        self,
+        weights: ArrayLike,
+        losses: ArrayLike,
+        *,
+        loss_std: ArrayLike | None = None,
+        extra: Mapping[str, ArrayLike] | None = None,
     ) -> MixtureSurrogate:
         """Fit to ``n`` runs: ``weights`` ``(n, K)`` on the simplex, ``losses`` ``(n,)``.
 
@@ -134,6 +199,8 @@ class MixtureSurrogate:
                 (within 0.02; rows are renormalised).
             losses: the loss of each run (finite).
             loss_std: optional ``(n,)`` standard deviation of each loss (>= 0).
+            extra: optional columns name → ``(n,)`` values (``"gp"`` only):
+                numbers scaled to ``[0, 1]``, or strings for a categorical.
 
         Returns:
             ``self``.
@@ -146,7 +213,9 @@ class MixtureSurrogate:
             )
         if not np.all(np.isfinite(y)):
             i = int(np.argmin(np.isfinite(y)))
-            raise ValueError(f"`losses` must be finite; got {y[i]!r} at index {i}. Drop that run.")
+            raise ValueError(
+                f"`losses` must be finite; got {float(y[i])!r} at index {i}. Drop that run."
+            )
         if w.shape[0] < 3:
             raise ValueError(f"`weights` needs at least 3 runs to fit; got {w.shape[0]}.")
         if loss_std is None:
@@ -158,13 +227,22 @@ class MixtureSurrogate:
                     f"`loss_std` must be finite, >= 0 and of shape {y.shape}; "
                     "pass None when unknown."
                 )
-        fitters = {"gp": self._fit_gp, "ridge": self._fit_ridge, "linear": self._fit_linear}
-        fitted = fitters[self.kind](w, y, s)
-        with self._lock:
-            self._fitted = fitted
+        columns = _check_extra(extra, w.shape[0], None)
+        if columns is not None and self.kind != "gp":
+            raise ValueError(
+                f"`extra` needs kind='gp' (kind={self.kind!r} models the mixture only); "
+                "use MixtureSurrogate('gp') or drop `extra`."
+            )
+        if self.kind == "gp":
+            fitted = self._fit_gp(w, y, s, columns)
+        else:
+            fitted = (self._fit_ridge if self.kind == "ridge" else self._fit_linear)(w, y, s)
+        self._fitted = fitted
         return self
 
-    def _fit_gp(self, w: FloatArray, y: FloatArray, s: FloatArray) -> _Fitted:
+    def _fit_gp(
+        self, w: FloatArray, y: FloatArray, s: FloatArray, columns: _Columns | None
+    ) -> _Fitted:
         x, x_mean, x_scale = _standardise(np.sqrt(w))
         y_mean, y_scale = float(y.mean()), float(y.std()) or 1.0
         yy = (y - y_mean) / y_scale
@@ -174,43 +252,21 @@ class MixtureSurrogate:
         if n > self.max_hyperopt_points:
             rng = np.random.default_rng(self.seed)
             sub = np.sort(rng.choice(n, self.max_hyperopt_points, replace=False))
-        xs, ys, ns = x[sub], yy[sub], noise[sub]
-        sq = _sqdist(xs, xs)
-        lin = 1.0 + xs @ xs.T
-
-        eye = np.eye(xs.shape[0])
-
-        def nll(p: FloatArray) -> tuple[float, FloatArray]:
-            ls, sf, sb, sn = np.exp(p)
-            rbf = sf * np.exp(-0.5 * sq / ls**2)
-            c = rbf + sb * lin
-            c[np.diag_indices_from(c)] += sn + ns + 1e-8
-            try:
-                chol = sla.cho_factor(c, lower=True)
-            except np.linalg.LinAlgError:
-                return 1e10, np.zeros(4)
-            a = sla.cho_solve(chol, ys)
-            value = 0.5 * ys @ a + np.log(np.diag(chol[0])).sum()
-            # d nll / d log(theta) = 0.5 tr((C^-1 - a a^T) dC/dlog(theta))
-            inner = sla.cho_solve(chol, eye) - np.outer(a, a)
-            grads = (rbf * sq / ls**2, rbf, sb * lin)
-            g = [0.5 * float(np.einsum("ij,ij->", inner, dc)) for dc in grads]
-            g.append(0.5 * sn * float(np.trace(inner)))
-            return float(value), np.array(g)
-
+        xs = x[sub]
+        extra_sq = []
+        if columns is not None:
+            picked = columns.take(sub)
+            extra_sq = picked.sqdists(picked)
+        nll = _neg_log_likelihood(_sqdist(xs, xs), extra_sq, 1.0 + xs @ xs.T, yy[sub], noise[sub])
         l0 = 0.5 * np.log(d)
-        bounds = [(-3.0, 6.0), (-6.0, 4.0), (-9.0, 3.0), (-10.0, 1.0)]
-        best: Any = None
-        for start in (
-            [l0, 0.0, -2.0, -3.0],
-            [l0 + 1.0, -1.0, 0.0, -2.0],
-            [l0 - 1.0, 0.0, -4.0, -5.0],
-        ):
-            res = so.minimize(nll, np.array(start), jac=True, method="L-BFGS-B", bounds=bounds)
-            if best is None or res.fun < best.fun:
-                best = res
-        ls, sf, sb, sn = (float(v) for v in np.exp(best.x))
-        c = sf * np.exp(-0.5 * _sqdist(x, x) / ls**2) + sb * (1.0 + x @ x.T)
+        if self.hyperopt == "grid":
+            p = _grid_search(nll, l0, len(extra_sq))
+        else:
+            p = _lbfgs(nll, l0, len(extra_sq))
+        ls, sf, sb, sn = (float(v) for v in np.exp(p[:4]))
+        scales = tuple(float(v) for v in np.exp(p[4:]))
+        extra_all = [] if columns is None else columns.sqdists(columns)
+        c = sf * np.exp(-0.5 * _scaled(_sqdist(x, x), ls, extra_all, scales)) + sb * (1.0 + x @ x.T)
         c[np.diag_indices_from(c)] += sn + noise + 1e-8
         chol = np.asarray(np.linalg.cholesky(c), dtype=float)
         alpha = sla.cho_solve((chol, True), yy)
@@ -225,6 +281,8 @@ class MixtureSurrogate:
             alpha=alpha,
             chol=chol,
             hyper=(ls, sf, sb, sn),
+            extra=columns,
+            extra_scales=scales,
         )
 
     def _fit_ridge(self, w: FloatArray, y: FloatArray, s: FloatArray) -> _Fitted:
@@ -271,8 +329,14 @@ class MixtureSurrogate:
         )
 
     # -------------------------------------------------------------- predict
-    def predict(self, weights: ArrayLike) -> tuple[FloatArray, FloatArray]:
-        """Predicted loss ``mean`` and its ``std`` at ``weights`` ``(m, K)`` (or one ``(K,)``)."""
+    def predict(
+        self, weights: ArrayLike, *, extra: Mapping[str, ArrayLike] | None = None
+    ) -> tuple[FloatArray, FloatArray]:
+        """Predicted loss ``mean`` and its ``std`` at ``weights`` ``(m, K)`` (or one ``(K,)``).
+
+        ``extra`` must give the same columns as in ``fit`` (``(m,)`` values each,
+        or scalars for one point), and must be omitted when ``fit`` had none.
+        """
         fitted = self._fitted
         if fitted is None:
             raise RuntimeError("MixtureSurrogate.predict called before fit; call fit() first.")
@@ -283,6 +347,9 @@ class MixtureSurrogate:
             raise ValueError(
                 f"`weights` must have {fitted.k} columns (as in fit); got {w.shape[1]}."
             )
+        if single and isinstance(extra, Mapping):
+            extra = {name: np.reshape(np.asarray(v), -1) for name, v in extra.items()}
+        columns = _check_extra(extra, w.shape[0], fitted.extra or _NO_COLUMNS)
         if fitted.kind == "linear":
             assert fitted.coef is not None and fitted.coef_cov is not None
             a = np.hstack([np.ones((w.shape[0], 1)), w])
@@ -291,7 +358,7 @@ class MixtureSurrogate:
         else:
             x = (np.sqrt(w) - fitted.x_mean) / fitted.x_scale
             if fitted.kind == "gp":
-                mean, std = _gp_predict(fitted, x)
+                mean, std = _gp_predict(fitted, x, columns)
             else:
                 assert fitted.coef is not None and fitted.coef_boot is not None
                 a = np.hstack([np.ones((x.shape[0], 1)), x])
@@ -304,10 +371,14 @@ class MixtureSurrogate:
         return mean, std
 
 
-def _gp_predict(f: _Fitted, x: FloatArray) -> tuple[FloatArray, FloatArray]:
+def _gp_predict(
+    f: _Fitted, x: FloatArray, columns: _Columns | None
+) -> tuple[FloatArray, FloatArray]:
     assert f.x_train is not None and f.alpha is not None and f.chol is not None
     ls, sf, sb, _ = f.hyper
-    ks = sf * np.exp(-0.5 * _sqdist(x, f.x_train) / ls**2) + sb * (1.0 + x @ f.x_train.T)
+    extra_sq = [] if columns is None or f.extra is None else columns.sqdists(f.extra)
+    rbf = sf * np.exp(-0.5 * _scaled(_sqdist(x, f.x_train), ls, extra_sq, f.extra_scales))
+    ks = rbf + sb * (1.0 + x @ f.x_train.T)
     mean = ks @ f.alpha
     v = sla.solve_triangular(f.chol, ks.T, lower=True)
     prior = sf + sb * (1.0 + np.einsum("ij,ij->i", x, x))
@@ -315,6 +386,95 @@ def _gp_predict(f: _Fitted, x: FloatArray) -> tuple[FloatArray, FloatArray]:
     return mean, np.sqrt(var)
 
 
+# ---------------------------------------------------------------- GP hyperparameters
+_Objective = Callable[[FloatArray, bool], tuple[float, FloatArray]]
+
+
+def _scaled(
+    sq: FloatArray, ls: float, extra_sq: list[FloatArray], scales: tuple[float, ...] | FloatArray
+) -> FloatArray:
+    """``|z - z'|²/ℓ² + Σ_j (e_j - e_j')²/λ_j²``: the RBF exponent times -2."""
+    out = sq / ls**2
+    for dist, scale in zip(extra_sq, scales, strict=True):
+        out = out + dist / scale**2
+    return out
+
+
+def _neg_log_likelihood(
+    sq: FloatArray, extra_sq: list[FloatArray], lin: FloatArray, ys: FloatArray, ns: FloatArray
+) -> _Objective:
+    """The GP's negative log marginal likelihood in ``p = log(ℓ, s_f, s_b, s_n, λ_1, ...)``."""
+    eye = np.eye(ys.shape[0])
+
+    def nll(p: FloatArray, with_grad: bool) -> tuple[float, FloatArray]:
+        ls, sf, sb, sn = np.exp(p[:4])
+        scales = np.exp(p[4:])
+        rbf = sf * np.exp(-0.5 * _scaled(sq, ls, extra_sq, scales))
+        c = rbf + sb * lin
+        c[np.diag_indices_from(c)] += sn + ns + 1e-8
+        try:
+            chol = sla.cho_factor(c, lower=True)
+        except np.linalg.LinAlgError:
+            return 1e10, np.zeros(p.size)
+        a = sla.cho_solve(chol, ys)
+        value = 0.5 * ys @ a + np.log(np.diag(chol[0])).sum()
+        if not with_grad:
+            return float(value), np.zeros(0)
+        # d nll / d log(theta) = 0.5 tr((C^-1 - a a^T) dC/dlog(theta))
+        inner = sla.cho_solve(chol, eye) - np.outer(a, a)
+        grads = (rbf * sq / ls**2, rbf, sb * lin)
+        g = [0.5 * float(np.einsum("ij,ij->", inner, dc)) for dc in grads]
+        g.append(0.5 * sn * float(np.trace(inner)))
+        for dist, scale in zip(extra_sq, scales, strict=True):
+            g.append(0.5 * float(np.einsum("ij,ij->", inner, rbf * dist / scale**2)))
+        return float(value), np.array(g)
+
+    return nll
+
+
+def _lbfgs(nll: _Objective, l0: float, n_extra: int) -> FloatArray:
+    """The best of three deterministic L-BFGS-B starts."""
+    e0 = np.log(0.5)
+    bounds = _BOUNDS + [_EXTRA_BOUNDS] * n_extra
+    best: Any = None
+    for start, extra_start in (
+        ([l0, 0.0, -2.0, -3.0], e0),
+        ([l0 + 1.0, -1.0, 0.0, -2.0], e0 + 1.0),
+        ([l0 - 1.0, 0.0, -4.0, -5.0], e0 - 1.0),
+    ):
+        x0 = np.array(start + [extra_start] * n_extra)
+        res = so.minimize(nll, x0, args=(True,), jac=True, method="L-BFGS-B", bounds=bounds)
+        if best is None or res.fun < best.fun:
+            best = res
+    return np.asarray(best.x, dtype=float)
+
+
+def _grid_search(nll: _Objective, l0: float, n_extra: int) -> FloatArray:
+    """The grid point (``s_f = 1``, ``s_b = e^-2``) of lowest negative log likelihood.
+
+    ``ℓ × s_n × λ`` with one ``λ`` for every extra column, then one pass over
+    the columns moving each ``λ_j`` alone.
+    """
+    best, best_value = None, np.inf
+    for dl in _GRID_LENGTH:
+        for sn in _GRID_NOISE:
+            for le in _GRID_EXTRA if n_extra else (0.0,):
+                p = np.array([l0 + dl, 0.0, -2.0, sn] + [le] * n_extra)
+                value, _ = nll(p, False)
+                if value < best_value:
+                    best, best_value = p, value
+    assert best is not None  # every grid point is finite: a failed Cholesky scores 1e10
+    for j in range(4, 4 + n_extra):  # then each extra column's own λ, one column at a time
+        for le in _GRID_EXTRA:
+            p = best.copy()
+            p[j] = le
+            value, _ = nll(p, False)
+            if value < best_value:
+                best, best_value = p, value
+    return best
+
+
+# ---------------------------------------------------------------- input checks
 def _check_weights(weights: ArrayLike, name: str) -> FloatArray:
     w = np.asarray(weights, dtype=float)
     if w.ndim != 2 or w.shape[1] < 2:
@@ -332,6 +492,67 @@ def _check_weights(weights: ArrayLike, name: str) -> FloatArray:
     return w / sums[:, None]
 
 
+def _check_extra(
+    extra: Mapping[str, ArrayLike] | None, n: int, fitted: _Columns | None
+) -> _Columns | None:
+    """Validated extra columns for ``n`` points (``fitted``: the columns they must match).
+
+    ``fitted`` is None in ``fit`` (any columns) and ``_NO_COLUMNS`` in ``predict``
+    after a mixture-only fit (none allowed).
+    """
+    if extra is not None and not isinstance(extra, Mapping):
+        raise ValueError(
+            "`extra` must be a mapping from column name to (n,) values, e.g. "
+            f"{{'log_lr': [...], 'family': [...]}}; got {type(extra).__name__}."
+        )
+    given = tuple(extra or ())
+    bad_name = next((name for name in given if not isinstance(name, str)), None)
+    if bad_name is not None:
+        raise ValueError(f"`extra` column names must be strings; got {bad_name!r}.")
+    # sorted, so the model does not depend on the order of the mapping
+    expected = tuple(sorted(given)) if fitted is None else fitted.names
+    if set(given) != set(expected):
+        raise ValueError(
+            f"`extra` must have the columns used in fit {list(expected)}; got {list(given)}."
+        )
+    if not given or extra is None:
+        return None
+    values, categorical = [], []
+    for i, name in enumerate(expected):
+        column = _check_column(extra[name], f"`extra[{name!r}]`", n)
+        values.append(column)
+        categorical.append(column.dtype.kind == "U")
+        if fitted is not None and categorical[i] != fitted.categorical[i]:
+            was = "strings (a categorical)" if fitted.categorical[i] else "numbers"
+            raise ValueError(f"`extra[{name!r}]` held {was} in fit; give the same kind.")
+    return _Columns(expected, tuple(values), tuple(categorical))
+
+
+def _check_column(values: ArrayLike, field: str, n: int) -> NDArray[Any]:
+    """One extra column: strings as a categorical, else finite numbers in [0, 1]."""
+    raw = np.asarray(values)
+    if raw.shape != (n,):
+        raise ValueError(f"{field} must have shape ({n},) to match `weights`; got {raw.shape}.")
+    if raw.dtype.kind in "US" or (raw.dtype.kind == "O" and all(isinstance(v, str) for v in raw)):
+        return raw.astype(str)
+    try:
+        x = raw.astype(float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{field} must hold numbers or strings; got {raw.dtype}.") from None
+    if not np.all(np.isfinite(x)):
+        i = int(np.argmin(np.isfinite(x)))
+        raise ValueError(f"{field} must be finite; got {float(x[i])!r} at index {i}.")
+    outside = (x < -_UNIT_TOL) | (x > 1.0 + _UNIT_TOL)
+    if outside.any():
+        i = int(np.argmax(outside))
+        raise ValueError(
+            f"{field} must be scaled to [0, 1] by its declared range (e.g. "
+            f"(log(lr) - log(low)) / (log(high) - log(low))); got {float(x[i])!r} at index {i}."
+        )
+    return np.clip(x, 0.0, 1.0)
+
+
+# ---------------------------------------------------------------- algebra
 def _standardise(x: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
     mean = x.mean(axis=0)
     scale = x.std(axis=0)

@@ -7,4 +7,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh "train,dashboard,postgres"
-.venv/bin/python -m lawsearch.cli run studies/demo.toml "$@"
+.venv/bin/python -m lawsearch.cli run studies/demo.toml --root . "$@"  # runs/demo/, not studies/runs/

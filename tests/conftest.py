@@ -44,3 +44,14 @@ def postgres_url() -> str:
     except Exception as exc:  # any driver/connection error means "not here"
         _missing(f"PostgreSQL not reachable at {POSTGRES_URL}: {exc}")
     return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object, str]:
+    """A tiny study searched by ``lawsearch run``'s code path: (study, config, printed output).
+
+    Shared by the report and dashboard tests (``tests/report/_study.py``).
+    """
+    from tests.report._study import run_tiny_study
+
+    return run_tiny_study(tmp_path_factory.mktemp("searched"))

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from lawsearch.config import StudyConfig, load_study, parse_study
+from lawsearch.study import planned_steps
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
@@ -45,7 +46,7 @@ def test_valid_study_converts_budgets_and_fills_defaults(tmp_path: Path) -> None
     assert cfg.rung_steps == (100, 200)
     assert cfg.search.promotion == "sync"
     # 6 candidates x 40 steps, eta = sqrt(3): 3 continue to 100, then 1 to 200
-    assert cfg.planned_steps == 6 * 40 + 3 * 60 + 1 * 100
+    assert planned_steps(cfg) == 6 * 40 + 3 * 60 + 1 * 100
     assert cfg.run_dir == tmp_path / "runs" / "t"
     assert cfg.study.storage == str(tmp_path / "runs" / "t" / "journal.log")
     low, high = cfg.mixture_bounds
@@ -59,9 +60,12 @@ def test_valid_study_converts_budgets_and_fills_defaults(tmp_path: Path) -> None
 
 
 def test_shipped_studies_parse_except_for_their_corpus(tmp_path: Path) -> None:
-    for name in ("demo.toml", "llama_mixture_gpu.toml"):
+    for d in ("web", "code", "books", "papers", "wiki"):  # the documented data layout
+        (tmp_path / "data" / d).mkdir(parents=True)
+        (tmp_path / "data" / d / "part-00000.parquet").write_bytes(b"")
+    for name in ("demo.toml", "llama_mixture_gpu.toml", "llama_mixture_cpu.toml"):
         data = tomllib.loads((STUDIES / name).read_text())
-        cfg = parse_study(data, base_dir=STUDIES, run_root=tmp_path)
+        cfg = parse_study(data, base_dir=tmp_path, run_root=tmp_path)
         assert cfg.short_steps < cfg.full_steps
         assert len(cfg.domains) >= 5
         assert cfg.budgets.short_tokens <= 0.35 * cfg.budgets.full_tokens
@@ -130,7 +134,9 @@ def test_weights_outside_bounds(tmp_path: Path) -> None:
 def test_missing_corpus_path(tmp_path: Path) -> None:
     data = _base(tmp_path)
     data["domains"]["b"]["paths"] = ["b.txt", "nope/*.jsonl"]
-    with pytest.raises(ValueError, match=r"`domains.b.paths\[1\]` = 'nope/\*.jsonl': no such"):
+    with pytest.raises(
+        ValueError, match=r"`domains.b.paths\[1\]` = 'nope/\*.jsonl': the pattern matches no file"
+    ):
         _parse(tmp_path, data)
     data = _base(tmp_path)
     data["domains"]["b"] = {"low": 0.1}
@@ -159,6 +165,37 @@ def test_pruner_min_points_raises_the_floor(tmp_path: Path) -> None:
         _parse(tmp_path, data)
 
 
+def test_pruner_defaults_are_law_pruners_and_caution_is_the_knob(tmp_path: Path) -> None:
+    from lawsearch.optuna import LawPruner
+    from lawsearch.study import SHARED_SYNC_INTERVAL, build_pruner
+
+    data = _base(tmp_path)
+    cfg = _parse(tmp_path, data)
+    built = build_pruner(cfg)
+    plain = LawPruner(target_step=cfg.full_steps)
+    assert isinstance(built, LawPruner) and built.sync_interval == 0.0
+    for name in ("caution", "keep_fraction", "quantile", "trend_cap", "min_improvement"):
+        assert getattr(built, name) == getattr(plain, name), name
+    assert (built.min_points, built.rung_factor, built.min_trials) == (2, 2.0, 4)
+    assert cfg.pruner.search_quantile == 0.1  # the search's cuts and the report: 80%
+    # several processes on one study: a positive interval (decisions depend on timing anyway)
+    assert build_pruner(cfg, shared=True).sync_interval == SHARED_SYNC_INTERVAL > 0
+    data["pruner"] = {"caution": 1.0}
+    careful = build_pruner(_parse(tmp_path, data))
+    assert isinstance(careful, LawPruner)
+    assert (careful.keep_fraction, careful.quantile) == (pytest.approx(0.6), pytest.approx(0.1))
+    # an explicit setting wins over the knob, for the pruner and the search alike
+    data["pruner"] = {"caution": 1.0, "keep_fraction": 0.4, "quantile": 0.2}
+    cfg = _parse(tmp_path, data)
+    explicit = build_pruner(cfg)
+    assert isinstance(explicit, LawPruner)
+    assert (explicit.keep_fraction, explicit.quantile) == (0.4, 0.2)
+    assert cfg.pruner.search_quantile == 0.2
+    data["pruner"] = {"caution": 1.5}
+    with pytest.raises(ValueError, match=r"`pruner.caution` must be in \[0, 1\]"):
+        _parse(tmp_path, data)
+
+
 def test_load_study_reads_files_and_reports_toml_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"study file .*missing.toml' not found"):
         load_study(tmp_path / "missing.toml")
@@ -180,5 +217,94 @@ def test_relative_paths_resolve_against_the_study_file(tmp_path: Path) -> None:
     )
     cfg = load_study(folder / "s.toml", run_root=tmp_path / "cwd")
     assert cfg.domains[0].paths == (str(folder / "x.txt"),)
-    assert cfg.study.storage == str(tmp_path / "cwd" / "store" / "j.log")
+    # written in the study file: read from its folder, whatever the root
+    assert cfg.study.storage == str(folder / "store" / "j.log")
+    # the default run folder is made under the root (the CLI's --root)
     assert cfg.run_dir == tmp_path / "cwd" / "runs" / "s"
+
+
+def test_one_path_rule_study_file_paths_from_its_folder_flags_from_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Paths in a study file (domains, study.dir, the journal) are read from the file's folder,
+    wherever the command runs; `--root` (a flag) is read from the current directory."""
+    folder = tmp_path / "project" / "studies"
+    folder.mkdir(parents=True)
+    for name in ("x", "y"):
+        (folder / f"{name}.txt").write_text(f"{name}\n")
+    text = (
+        '[study]\nname = "s"\n{extra}'
+        '[domains.x]\npaths = ["x.txt"]\n[domains.y]\npaths = ["y.txt"]\n'
+        "[budgets]\nshort_tokens = 65536\nfull_tokens = 655360\n"
+    )
+    (folder / "s.toml").write_text(text.format(extra=""))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_study(folder / "s.toml")
+    assert cfg.run_dir == folder / "runs" / "s"
+    assert cfg.study.storage == str(folder / "runs" / "s" / "journal.log")
+    assert cfg.domains[0].paths == (str(folder / "x.txt"),)
+    # a relative study file path from the cwd gives the same absolute folders
+    monkeypatch.chdir(tmp_path / "project")
+    assert load_study("studies/s.toml").run_dir == folder / "runs" / "s"
+    (folder / "s.toml").write_text(text.format(extra='dir = "../out/s"\n'))
+    monkeypatch.chdir(elsewhere)
+    cfg = load_study(folder / "s.toml", run_root="ignored")
+    assert cfg.run_dir == (folder / ".." / "out" / "s").absolute()
+    assert cfg.study.storage == str((folder / ".." / "out" / "s" / "journal.log").absolute())
+    # --root is a flag: relative to the current directory
+    (folder / "s.toml").write_text(text.format(extra=""))
+    assert (
+        load_study(folder / "s.toml", run_root="here").run_dir == elsewhere / "here" / "runs" / "s"
+    )
+
+
+def test_data_model_and_objective_keys(tmp_path: Path) -> None:
+    (tmp_path / "tok").mkdir()
+    (tmp_path / "cfg.json").write_text("{}")
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "p0.parquet").write_bytes(b"")
+    data = _base(tmp_path)
+    data["model"] = {"config": "cfg.json"}
+    data["tokenizer"] = {"path": "tok", "sample_bytes": 4096}
+    data["domains"]["a"] = {"paths": ["shards/*.parquet"], "format": "parquet", "text_field": "t"}
+    data["objective"] = {"weights": {"a": 0.5, "b": 0.5}}
+    data["corpus"] = {"num_proc": 2, "held_out_documents": 100}
+    data["train"]["compile"] = True
+    cfg = _parse(tmp_path, data)
+    assert cfg.model.config == str(tmp_path / "cfg.json")
+    assert cfg.tokenizer.path == str(tmp_path / "tok")
+    assert cfg.domains[0].paths == (str(tmp_path / "shards/*.parquet"),)
+    assert (cfg.domains[0].format, cfg.domains[0].text_field) == ("parquet", "t")
+    assert cfg.objective.kind == "weighted" and cfg.train.compile
+    assert _parse(tmp_path, _base(tmp_path)).objective.kind == "mean"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "match"),
+    [
+        (("model", "config"), "nope.json", r"`model.config` = 'nope.json': no such file"),
+        (("model", "init"), "weights/", r"`model.init` = 'weights/': no such file"),
+        (("tokenizer", "path"), "tok/", r"`tokenizer.path` = 'tok/': no such file"),
+        (("domains", "a"), {"paths": ["a.txt"], "format": "jsnl"}, r"`domains.a.format`.*'json'"),
+        (("objective", "multi"), True, r"`objective.multi` = true is not supported yet"),
+        (("objective", "domain"), "d", r"`objective.domain` = 'd' is not a domain"),
+        (("objective", "weights"), {"a": 0.5, "x": 0.5}, r"`objective.weights.x` is not a domain"),
+        (("objective", "weights"), {"a": 0.5, "b": 0.4}, r"must sum to 1 \(got 0.9\)"),
+        (("law", "name"), "temporal", r"'temporal' needs `pruner.enabled = false`"),
+        (("corpus", "num_proc"), 0, r"`corpus.num_proc` must be >= 1"),
+        (("search", "max_retries"), -1, r"`search.max_retries` must be >= 0"),
+        (("study", "heartbeat_interval"), 0, r"`study.heartbeat_interval` must be >= 1"),
+        (("study", "grace_period"), 30, r"`study.grace_period` \(30 s\) must be longer"),
+        (("train", "keep_checkpoints"), "neded", r"`train.keep_checkpoints`.*'needed'"),
+        (("study", "heartbeat_interval"), 1.5, r"`study.heartbeat_interval` must be an integer"),
+    ],
+)
+def test_bad_new_keys_name_the_field(
+    tmp_path: Path, path: tuple[str, str], value: Any, match: str
+) -> None:
+    data = _base(tmp_path)
+    data.setdefault(path[0], {})[path[1]] = value
+    with pytest.raises(ValueError, match=match):
+        _parse(tmp_path, data)

@@ -3,8 +3,8 @@ import csv
 import numpy as np
 import pytest
 
-from lawsearch.cli._fit import read_curves
 from lawsearch.examples import EXAMPLE_LAW, example_runs, multi_power_loss, write_example_csv
+from lawsearch.fitting import read_curves
 from lawsearch.schedules import Schedule
 
 
@@ -38,7 +38,7 @@ def test_loss_drop_term_vanishes_for_a_constant_schedule() -> None:
     np.testing.assert_allclose(multi_power_loss(lr, steps), plain)
 
 
-def test_csv_round_trips_through_the_cli_reader(tmp_path) -> None:
+def test_csv_round_trips_through_the_fitting_reader(tmp_path) -> None:
     path = write_example_csv(tmp_path / "sub" / "curves.csv", seed=1)
     with path.open() as fh:
         assert next(csv.reader(fh)) == ["run_id", "step", "lr", "loss"]

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from optuna.trial import TrialState
 
 from lawsearch.optuna import attrs
-from lawsearch.search import CHECKPOINT_OUT, RUNG, RetrievalRerank, SearchResult
+from lawsearch.search import RetrievalRerank, SearchResult
 from lawsearch.train._replay import ReplayCurve, ReplayTrainer
 
 N = 9
@@ -58,7 +58,7 @@ def _check_invariants(study: optuna.Study, search: RetrievalRerank) -> Counter:
     trials = study.get_trials()
     assert not [t for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]
     trained = Counter(
-        (t.user_attrs[attrs.PARENT], t.user_attrs[RUNG])
+        (t.user_attrs[attrs.PARENT], t.user_attrs[attrs.RUNG])
         for t in trials
         if attrs.PARENT in t.user_attrs and t.state == TrialState.COMPLETE
     )
@@ -67,11 +67,11 @@ def _check_invariants(study: optuna.Study, search: RetrievalRerank) -> Counter:
     for t in trials:
         if attrs.PARENT in t.user_attrs and t.state == TrialState.COMPLETE:
             parent = trials[t.user_attrs[attrs.PARENT]]
-            assert t.user_attrs[attrs.RESUME_STEP] == budgets[t.user_attrs[RUNG] - 1]
-            assert t.user_attrs[attrs.CHECKPOINT] == parent.user_attrs[CHECKPOINT_OUT]
+            assert t.user_attrs[attrs.RESUME_STEP] == budgets[t.user_attrs[attrs.RUNG] - 1]
+            assert t.user_attrs[attrs.CHECKPOINT] == parent.user_attrs[attrs.CHECKPOINT_OUT]
             assert t.params == parent.params
             # the continuation carries the parent's curve and extends it
-            assert max(t.intermediate_values) == budgets[t.user_attrs[RUNG]]
+            assert max(t.intermediate_values) == budgets[t.user_attrs[attrs.RUNG]]
             assert set(parent.intermediate_values) < set(t.intermediate_values)
     return trained
 
@@ -92,12 +92,17 @@ def test_flow_picks_the_best_and_counts_compute_once() -> None:
     assert res.compute_steps == trainer.compute_used == expected
     assert res.full_compute_steps == N * 54
     assert res.compute_fraction < 0.3
-    short = [t for t in study.trials if t.user_attrs.get(RUNG) == 0]
+    short = [t for t in study.trials if t.user_attrs.get(attrs.RUNG) == 0]
     assert all(t.user_attrs[attrs.FIT_STATUS] == "ok" for t in short)
     assert all(
-        t.user_attrs[attrs.PREDICTED_LO] <= t.user_attrs[attrs.PREDICTED_FINAL] < t.value
+        t.user_attrs[attrs.PREDICTED_LO]
+        <= t.user_attrs[attrs.PREDICTED_FINAL]
+        < t.user_attrs[attrs.OBSERVED]
         for t in short
     )
+    # the objective value is the full-budget estimate; the short-budget loss is an attr
+    assert all(t.value == t.user_attrs[attrs.PREDICTED_FINAL] for t in short)
+    assert all(t.user_attrs[attrs.OBSERVED] == t.intermediate_values[6] for t in short)
     assert "| rank | candidate |" in res.to_markdown()
 
 
@@ -155,7 +160,7 @@ def test_duplicate_continuation_is_not_trained_twice() -> None:
                         distributions=parent.distributions,
                         user_attrs={
                             attrs.PARENT: node.number,
-                            RUNG: 1,
+                            attrs.RUNG: 1,
                             attrs.RESUME_STEP: 6,
                             attrs.CHECKPOINT: node.checkpoint,
                         },
@@ -249,11 +254,24 @@ def test_values_are_plain_and_finite_or_none() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = _study()
     _search().run(study)
+
+    def plain(v: object) -> bool:  # JSON without NaN: what every storage and the dashboard read
+        if isinstance(v, dict):
+            return all(isinstance(k, str) and plain(x) for k, x in v.items())
+        if isinstance(v, list):
+            return all(plain(x) for x in v)
+        return v is None or type(v) in (int, str, bool) or (type(v) is float and math.isfinite(v))
+
     for t in study.trials:
         for k, v in t.user_attrs.items():
-            if k.startswith("lawsearch:") and v is not None:
-                assert type(v) in (int, float, str), (k, v)
-                assert not isinstance(v, float) or math.isfinite(v)
+            if k.startswith("lawsearch:"):
+                assert plain(v), (k, v)
+        # the decision record is machine-facing: a system attr, JSON like the rest
+        assert t.state != TrialState.COMPLETE or isinstance(t.system_attrs[attrs.DECISION], dict)
+        assert all(plain(v) for k, v in t.system_attrs.items() if k.startswith("lawsearch:"))
+    system = study._storage.get_study_system_attrs(study._study_id)
+    cuts = [v for k, v in system.items() if k.startswith(attrs.CUT_PREFIX)]
+    assert cuts and all(plain(v) for v in cuts)
 
 
 def test_with_law_sampler_and_suggest_mixture() -> None:
@@ -280,7 +298,9 @@ def test_with_law_sampler_and_suggest_mixture() -> None:
     assert best.size == len(domains) - 1  # the stick-breaking coordinates
     assert res.best_budget == BUDGETS[-1]
     finals = [
-        t.user_attrs[attrs.PREDICTED_FINAL] for t in study.trials if t.user_attrs.get(RUNG) == 0
+        t.user_attrs[attrs.PREDICTED_FINAL]
+        for t in study.trials
+        if t.user_attrs.get(attrs.RUNG) == 0
     ]
     assert res.predicted_final <= sorted(finals)[2]  # the pick was a short-budget leader
 
@@ -318,10 +338,10 @@ def test_an_uninformative_extrapolation_ranks_by_the_last_value() -> None:
     search = _search(max_interval_ratio=1.0 + 1e-12)
     study = _study()
     search.run(study)
-    short = [t for t in study.trials if t.user_attrs.get(RUNG) == 0]
+    short = [t for t in study.trials if t.user_attrs.get(attrs.RUNG) == 0]
     for t in short:
         assert t.user_attrs[attrs.FIT_STATUS].startswith("unreliable")
-        assert t.user_attrs[attrs.PREDICTED_FINAL] == pytest.approx(t.value)
+        assert t.user_attrs[attrs.PREDICTED_FINAL] == pytest.approx(t.user_attrs[attrs.OBSERVED])
         assert t.user_attrs[attrs.PREDICTED_LO] is None  # no interval, not a zero-width one
     with pytest.raises(ValueError, match="`max_interval_ratio` must be > 1"):
         RetrievalRerank(
@@ -335,15 +355,15 @@ def test_an_extrapolation_far_beyond_the_curves_trend_ranks_by_the_last_value() 
     search = _search(max_trend_ratio=1e-9)
     study = _study()
     search.run(study)
-    short = [t for t in study.trials if t.user_attrs.get(RUNG) == 0]
+    short = [t for t in study.trials if t.user_attrs.get(attrs.RUNG) == 0]
     for t in short:
         assert "max_trend_ratio" in t.user_attrs[attrs.FIT_STATUS]
-        assert t.user_attrs[attrs.PREDICTED_FINAL] == pytest.approx(t.value)
+        assert t.user_attrs[attrs.PREDICTED_FINAL] == pytest.approx(t.user_attrs[attrs.OBSERVED])
         assert t.user_attrs[attrs.PREDICTED_LO] is None
     # the default keeps these power-law extrapolations (ratio < 1: see below)
     study = _study(name="default")
     _search().run(study)
-    short = [t for t in study.trials if t.user_attrs.get(RUNG) == 0]
+    short = [t for t in study.trials if t.user_attrs.get(attrs.RUNG) == 0]
     assert all(not t.user_attrs[attrs.FIT_STATUS].startswith("unreliable") for t in short)
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="`max_trend_ratio` must be > 0"):
@@ -386,13 +406,17 @@ def test_trend_ratio_is_undefined_without_a_trend_or_a_horizon() -> None:
 
 
 def _momentum_curve(schedule_spec: dict, steps: np.ndarray) -> np.ndarray:
-    """Loss of the annealing law L0 + A (S1 + 1)^-alpha - C S2 under a schedule."""
+    """Loss of the annealing law L0 + A (S1 + 1)^-alpha - C S2 under a schedule.
+
+    The annealing bonus stays below the reducible loss, so the curve stays above
+    L0 as real curves do (a fit predicting below its L0 falls back: ``_fit._raw``).
+    """
     from lawsearch.schedules import Schedule, annealing_momentum, intrinsic_time
 
     lrs = Schedule.from_dict(schedule_spec).lr(np.arange(int(steps[-1]) + 1))
     s1, s2 = intrinsic_time(lrs), annealing_momentum(lrs)
     idx = steps.astype(int)
-    return 2.0 + 3.0 * (s1[idx] + 1.0) ** -0.5 - 0.03 * s2[idx]
+    return 2.0 + 3.0 * (s1[idx] + 1.0) ** -0.5 - 0.005 * s2[idx]
 
 
 def test_schedule_aware_law_extrapolates_with_the_trials_schedule() -> None:
@@ -422,7 +446,7 @@ def test_schedule_aware_law_extrapolates_with_the_trials_schedule() -> None:
     )
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     res = search.run(study)
-    short = [t for t in study.trials if t.user_attrs.get(RUNG) == 0]
+    short = [t for t in study.trials if t.user_attrs.get(attrs.RUNG) == 0]
     assert len(short) == 6
     for t in short:
         spec = t.user_attrs[attrs.SCHEDULE]
@@ -439,9 +463,9 @@ def test_schedule_aware_law_without_a_schedule_ranks_by_the_last_value() -> None
     search = _search(law="momentum")
     study = _study()
     search.run(study)
-    for t in (t for t in study.trials if t.user_attrs.get(RUNG) == 0):
+    for t in (t for t in study.trials if t.user_attrs.get(attrs.RUNG) == 0):
         assert "needs the LR schedule" in t.user_attrs[attrs.FIT_STATUS]
-        assert t.user_attrs[attrs.PREDICTED_FINAL] == pytest.approx(t.value)
+        assert t.user_attrs[attrs.PREDICTED_FINAL] == pytest.approx(t.user_attrs[attrs.OBSERVED])
 
 
 def test_sync_promotion_cuts_each_rung_once_it_has_finished() -> None:
@@ -452,7 +476,7 @@ def test_sync_promotion_cuts_each_rung_once_it_has_finished() -> None:
     _check_invariants(study, search)
     continuations = [t for t in study.trials if attrs.PARENT in t.user_attrs]
     # 9 -> 3 -> 1, each cut made only after every trial of the rung finished
-    assert Counter(t.user_attrs[RUNG] for t in continuations) == {1: 3, 2: 1}
+    assert Counter(t.user_attrs[attrs.RUNG] for t in continuations) == {1: 3, 2: 1}
     assert min(t.number for t in continuations) == N
     assert res.compute_steps == N * 6 + 3 * 12 + 1 * 36
     with pytest.raises(ValueError, match="`promotion` must be one of"):
@@ -475,3 +499,30 @@ def test_sync_promotion_continues_one_even_when_floor_gives_none() -> None:
     study = _study(n=4)
     res = search.run(study)
     assert res.best_budget == BUDGETS[-1]  # 4 -> 1 -> 1 (floor(1 / 3) = 0 would stop)
+
+
+def test_a_rung_with_some_trials_unextrapolated_ranks_all_by_observed_loss() -> None:
+    """A full-budget prediction is never compared with another trial's short-budget loss."""
+    from lawsearch.optuna import _records as records
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    steps = np.arange(1, BUDGETS[-1] + 1)
+    curves = {}
+    for i in range(N):
+        if i < 5:  # falling curves: the law extrapolates them to ~2.3 at the full budget
+            curves[i] = ReplayCurve.of(steps, 2.0 + 0.05 * i + 3.0 * steps**-0.6)
+        else:  # flat at 2.6 after a non-positive first loss: no extrapolation at all
+            curves[i] = ReplayCurve.of(steps, np.where(steps == 1, 0.0, 2.6 + 0.01 * i))
+    search = _search(ReplayTrainer(curves), promotion="sync")
+    study = _study()
+    search.run(study)
+    screened = {t.number: t for t in study.trials if t.user_attrs.get(attrs.RUNG) == 0}
+    assert all(math.isfinite(screened[i].user_attrs[attrs.PREDICTED_LO]) for i in range(5))
+    assert all(screened[i].user_attrs[attrs.PREDICTED_LO] is None for i in range(5, N))
+    kept = sorted(
+        t.user_attrs[attrs.PARENT] for t in study.trials if t.user_attrs.get(attrs.RUNG) == 1
+    )
+    assert kept == [5, 6, 7]  # lowest observed at 6 steps (2.65..2.67 < 3.0..3.2), not predictions
+    cut = next(c for c in records.read_cuts(study) if c["rung"] == 0)
+    assert {c["ranked_by"] for c in cut["candidates"]} == {records.LAST_VALUE}
+    assert all("no usable extrapolation" in c["why"] for c in cut["candidates"])

@@ -1,17 +1,22 @@
-"""MixtureSurrogate: accuracy on synthetic mixing laws, determinism, pickling, threads."""
+"""MixtureSurrogate: synthetic mixing laws, joint inputs, determinism, pickling, threads."""
 
 from __future__ import annotations
 
 import pickle
 import threading
+from functools import partial
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import spearmanr
 
 from lawsearch._surrogate import MixtureSurrogate
 
 KINDS = ("gp", "ridge", "linear")
+HYPEROPTS = ("lbfgs", "grid")
+FAMILIES = np.array(["cosine", "wsd", "linear"])
 
 
 def _mixing_law(w: np.ndarray) -> np.ndarray:
@@ -136,3 +141,128 @@ def test_input_validation() -> None:
         s.predict(np.full((2, 3), 1 / 3))
     mean, std = s.predict(w[0])
     assert mean.shape == std.shape == (1,)
+
+
+# ---------------------------------------------------------------- joint space
+def _joint(n: int, seed: int, noise: float = 0.005):
+    """Mixtures plus schedule columns; the loss is the mixing law + (log lr - c)² + a family shift.
+
+    ``log_lr`` is the log peak LR scaled to [0, 1] by its range; ``warmup`` does
+    not move the loss.
+    """
+    rng = np.random.default_rng(seed)
+    w = rng.dirichlet(np.full(6, 0.7), size=n)
+    extra = {
+        "log_lr": rng.uniform(0.0, 1.0, n),
+        "warmup": rng.uniform(0.0, 1.0, n),
+        "family": FAMILIES[rng.integers(0, 3, n)],
+    }
+    truth = _mixing_law(w) + (extra["log_lr"] - 0.6) ** 2 + 0.05 * (extra["family"] == "wsd")
+    return w, truth + noise * rng.standard_normal(n), extra, truth
+
+
+@pytest.mark.parametrize("hyperopt", HYPEROPTS)
+def test_an_extra_feature_that_drives_the_loss_is_learned(hyperopt: str) -> None:
+    w, y, extra, _ = _joint(64, seed=0)
+    wt, _, extra_t, truth = _joint(300, seed=1, noise=0.0)
+    joint = MixtureSurrogate(hyperopt=hyperopt).fit(w, y, extra=extra)
+    mean, std = joint.predict(wt, extra=extra_t)
+    assert spearmanr(mean, truth)[0] >= 0.9
+    assert mean.shape == std.shape == (300,) and np.all(std > 0)
+    blind, _ = MixtureSurrogate(hyperopt=hyperopt).fit(w, y).predict(wt)
+    assert spearmanr(mean, truth)[0] > spearmanr(blind, truth)[0] + 0.2
+
+
+@pytest.mark.parametrize("hyperopt", HYPEROPTS)
+def test_mixture_only_fits_ignore_empty_and_constant_extras(hyperopt: str) -> None:
+    """``extra=None``, ``{}`` and columns that never vary give the mixture-only numbers."""
+    w, y = _data(40)
+    wt, _ = _data(30, seed=1)
+    plain = MixtureSurrogate(hyperopt=hyperopt).fit(w, y).predict(wt)
+    empty = MixtureSurrogate(hyperopt=hyperopt).fit(w, y, extra={}).predict(wt, extra={})
+    none = MixtureSurrogate(hyperopt=hyperopt).fit(w, y, extra=None).predict(wt)
+    for got in (empty, none):
+        np.testing.assert_array_equal(got[0], plain[0])
+        np.testing.assert_array_equal(got[1], plain[1])
+    const = MixtureSurrogate(hyperopt=hyperopt).fit(
+        w, y, extra={"warmup": np.full(40, 0.3), "family": ["wsd"] * 40}
+    )
+    got = const.predict(wt, extra={"warmup": np.full(30, 0.3), "family": ["wsd"] * 30})
+    np.testing.assert_allclose(got[0], plain[0], rtol=1e-9)
+    np.testing.assert_allclose(got[1], plain[1], rtol=1e-9)
+
+
+def test_grid_hyperopt_ranks_unseen_mixtures() -> None:
+    w, y = _data(64)
+    wt, _ = _data(300, seed=1, noise=0.0)
+    mean, std = MixtureSurrogate(hyperopt="grid").fit(w, y).predict(wt)
+    assert spearmanr(mean, _mixing_law(wt))[0] > 0.9
+    assert np.all(std > 0)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    n=st.integers(8, 40),
+    data_seed=st.integers(0, 2**16),
+    seed=st.integers(0, 2**16),
+    hyperopt=st.sampled_from(HYPEROPTS),
+    with_std=st.booleans(),
+)
+def test_joint_fits_are_deterministic_and_pickle(
+    n: int, data_seed: int, seed: int, hyperopt: str, with_std: bool
+) -> None:
+    """Same seed and data (columns in any order) give the same numbers, also after pickling."""
+    w, y, extra, _ = _joint(n, seed=data_seed)
+    wt, _, extra_t, _ = _joint(7, seed=data_seed + 1)
+    std = np.linspace(0.0, 0.05, n) if with_std else None
+    make = partial(MixtureSurrogate, seed=seed, max_hyperopt_points=8, hyperopt=hyperopt)
+    a = make().fit(w, y, loss_std=std, extra=extra)
+    shuffled = {k: v.copy() for k, v in reversed(extra.items())}
+    b = make().fit(w.copy(), y.copy(), loss_std=std, extra=shuffled)
+    clone = pickle.loads(pickle.dumps(a))
+    expected = a.predict(wt, extra=extra_t)
+    assert np.all(np.isfinite(expected[0])) and np.all(expected[1] >= 0)
+    for model in (b, clone):
+        got = model.predict(wt, extra=extra_t)
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+
+
+def test_joint_predict_takes_one_point_and_unseen_categories() -> None:
+    w, y, extra, _ = _joint(40, seed=0)
+    s = MixtureSurrogate(hyperopt="grid").fit(w, y, extra=extra)
+    one = {"log_lr": 0.6, "warmup": 0.5, "family": "wsd"}
+    mean, std = s.predict(w[0], extra=one)
+    assert mean.shape == std.shape == (1,)
+    _, std_new = s.predict(w[0], extra={**one, "family": "step"})  # never seen in fit
+    assert std_new[0] > std[0]
+
+
+def test_joint_input_validation_names_the_field() -> None:
+    w, y, extra, _ = _joint(10, seed=0)
+    fit = MixtureSurrogate().fit
+    with pytest.raises(ValueError, match="`hyperopt` must be one of"):
+        MixtureSurrogate(hyperopt="bayes")
+    with pytest.raises(ValueError, match="`extra` must be a mapping"):
+        fit(w, y, extra=[extra["log_lr"]])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"`extra\['log_lr'\]` must have shape \(10,\)"):
+        fit(w, y, extra={**extra, "log_lr": extra["log_lr"][:-1]})
+    bad = extra["log_lr"].copy()
+    bad[4] = np.nan
+    with pytest.raises(ValueError, match=r"`extra\['log_lr'\]` must be finite; got nan at index 4"):
+        fit(w, y, extra={**extra, "log_lr": bad})
+    with pytest.raises(ValueError, match=r"`extra\['log_lr'\]` must be scaled to \[0, 1\]"):
+        fit(w, y, extra={**extra, "log_lr": np.log(np.full(10, 3e-4))})
+    with pytest.raises(ValueError, match=r"`extra\['warmup'\]` must hold numbers or strings"):
+        fit(w, y, extra={**extra, "warmup": [None] * 9 + [{}]})
+    with pytest.raises(ValueError, match="`extra` needs kind='gp'"):
+        MixtureSurrogate("ridge").fit(w, y, extra=extra)
+    s = fit(w, y, extra=extra)
+    with pytest.raises(ValueError, match=r"`extra` must have the columns used in fit"):
+        s.predict(w)
+    with pytest.raises(ValueError, match=r"`extra` must have the columns used in fit"):
+        s.predict(w, extra={k: v for k, v in extra.items() if k != "warmup"})
+    with pytest.raises(ValueError, match=r"`extra\['family'\]` held strings \(a categorical\)"):
+        s.predict(w, extra={**extra, "family": np.zeros(10)})
+    with pytest.raises(ValueError, match=r"`extra` must have the columns used in fit \[\]"):
+        MixtureSurrogate().fit(w, y).predict(w, extra=extra)

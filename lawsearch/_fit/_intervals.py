@@ -46,8 +46,8 @@ from statistics import NormalDist
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from lawsearch._curve import FitResult, LRTrack
 from lawsearch._fit._least_squares import _VAGUE_RATIO
-from lawsearch.laws._base import FitResult, LRTrack
 
 __all__ = [
     "MAX_TREND_RATIO",
@@ -57,6 +57,7 @@ __all__ = [
     "half_and_last",
     "interval_terms",
     "predictive_interval",
+    "trend_range",
     "trend_ratio",
 ]
 
@@ -353,6 +354,25 @@ def trend_ratio(
     if not (math.isfinite(trend) and trend != 0.0 and math.isfinite(predicted)):
         return None
     return (last - predicted) / trend
+
+
+def trend_range(
+    steps: ArrayLike, losses: ArrayLike, target: float, max_ratio: float
+) -> tuple[float, float]:
+    """``(low, high)``: the predictions at ``target`` whose ``trend_ratio`` is within ``max_ratio``.
+
+    ``last -/+ max_ratio * |ref - last| * log2(target / t)``, with ``ref`` and
+    ``last`` from ``half_and_last`` and ``t`` the last step: no prediction may
+    move further from the last value than ``max_ratio`` times the curve's recent
+    trend continued in log time. A flat curve, or a target not beyond the curve,
+    gives ``(last, last)``.
+    """
+    t = np.asarray(steps, dtype=float)
+    ref, last = half_and_last(t, losses)
+    at = float(t[-1])
+    horizon = math.log2(target / at) if target > at else 0.0
+    room = max_ratio * abs(ref - last) * horizon
+    return last - room, last + room
 
 
 def half_and_last(

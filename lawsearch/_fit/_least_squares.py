@@ -17,12 +17,16 @@ the recorded lr_schedules curves):
 
 Non-convergence is a status (``failed``/``degenerate`` with a message), never an
 exception and never a silent wrong answer.
+
+Size: this module is one concept, the single-curve fitter, whose three steps
+share one problem object (residuals, projection, Jacobians); ``_pooled`` and
+``_profile`` reuse its pieces for many curves.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import OptimizeResult, least_squares, lsq_linear
 
-from lawsearch.laws._base import Curve, FitResult, Law, Prior, information_criteria
+from lawsearch._curve import Curve, FitResult, LawModel, Prior, information_criteria
 
 __all__ = ["fit_curve", "linear_indices", "log_residuals", "noise_scale"]
 
@@ -72,7 +76,7 @@ class Problem:
     ``sigma * (theta - mu) / sd`` so that one prior sd weighs like one noise sd.
     """
 
-    law: Law
+    law: LawModel
     feats: Any
     log_y: FloatArray  # raveled
     w: FloatArray  # raveled sqrt weights
@@ -144,7 +148,7 @@ class Problem:
 
 
 def make_problem(
-    law: Law,
+    law: LawModel,
     curve: Curve,
     *,
     fixed: Mapping[str, float],
@@ -497,12 +501,27 @@ def solve_problem(
         if not proj.consistent(starts[0]):
             proj = None
     jac = prob.analytic_jac(starts[0])
+    return best_agreed(
+        (x0 for _, x0 in _screen(prob, proj, starts, delta)),
+        lambda x0: _local(prob, proj, x0, delta, jac),
+        n_starts,
+    )
+
+
+def best_agreed(
+    starts: Iterable[Any], solve: Callable[[Any], Any], max_tries: int
+) -> OptimizeResult | None:
+    """The best local search from ``starts`` (in order), stopping early once two agree.
+
+    At most ``max_tries`` starts are solved; ``solve`` returns an
+    ``OptimizeResult`` (``cost`` is compared) or None for a search that failed.
+    """
     best, agreed, tried = None, 0, 0
-    for _, x0 in _screen(prob, proj, starts, delta):
-        if tried >= max(n_starts, 1) or agreed >= 1:
+    for x0 in starts:
+        if tried >= max(max_tries, 1) or agreed >= 1:
             break
         tried += 1
-        res = _local(prob, proj, x0, delta, jac)
+        res = solve(x0)
         if res is None:
             continue
         if best is not None and _agree(res.cost, best.cost):
@@ -518,7 +537,7 @@ def _agree(a: float, b: float) -> bool:
 
 
 def law_starts(
-    law: Law, curve: Curve, free_idx: IntArray, fixed_vec: FloatArray
+    law: LawModel, curve: Curve, free_idx: IntArray, fixed_vec: FloatArray
 ) -> list[FloatArray]:
     """The law's deterministic starts, fixed values imposed, strictly inside the bounds."""
     lo, hi = law.bounds
@@ -537,7 +556,7 @@ _VAGUE_RATIO = 10.0
 
 
 def _weakly_identified(
-    law: Law, theta: FloatArray, free_idx: NDArray[np.int_], se: FloatArray
+    law: LawModel, theta: FloatArray, free_idx: NDArray[np.int_], se: FloatArray
 ) -> list[str]:
     """Free parameters, off their bounds, whose standard error dwarfs their value."""
     lo, hi = law.bounds
@@ -552,7 +571,7 @@ def _weakly_identified(
 
 
 def fit_curve(
-    law: Law,
+    law: LawModel,
     curve: Curve,
     *,
     fixed: Mapping[str, float],
@@ -620,7 +639,7 @@ def numeric_jac(prob: Problem, x: FloatArray) -> FloatArray:
 
 
 def build_result(
-    law: Law,
+    law: LawModel,
     curve: Curve,
     prob: Problem,
     x: FloatArray,
@@ -698,7 +717,7 @@ def build_result(
 
 
 def failed_result(
-    law: Law,
+    law: LawModel,
     curve: Curve,
     free: tuple[str, ...],
     message: str,

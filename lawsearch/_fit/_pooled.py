@@ -21,19 +21,19 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 from scipy.optimize import least_squares
 
+from lawsearch._curve import Curve, FitResult, LawModel, Prior
 from lawsearch._fit._least_squares import (
     _SOLVER_ERRORS,
     Problem,
     Projection,
-    _agree,
     _huber_cost,
+    best_agreed,
     build_result,
     failed_result,
     law_starts,
     linear_indices,
     make_problem,
 )
-from lawsearch.laws._base import Curve, FitResult, Law, Prior
 
 __all__ = ["fit_pooled"]
 
@@ -43,15 +43,15 @@ _KEYS = ("steps", "losses", "lrs", "weights")
 
 
 def _validate(
-    law: Law,
+    law: LawModel,
     curves: Sequence[Mapping[str, Any]],
     shared: Sequence[str],
     fixed: Mapping[str, float],
     prior: Mapping[str, Prior],
 ) -> list[Curve]:
-    law._check_names(dict.fromkeys(shared), "shared")
-    law._check_names(fixed, "fixed")
-    law._check_names(prior, "prior")
+    law.check_names(dict.fromkeys(shared), "shared")
+    law.check_names(fixed, "fixed")
+    law.check_names(prior, "prior")
     both = sorted(set(shared) & set(fixed))
     if both:
         raise ValueError(f"{both} are both `shared` and `fixed`; a parameter can only be one.")
@@ -166,7 +166,7 @@ def _bounds(lo: FloatArray, hi: FloatArray, b: _Blocks, n: int) -> tuple[FloatAr
 
 
 def fit_pooled(
-    law: Law,
+    law: LawModel,
     curves: Sequence[Mapping[str, Any]],
     *,
     shared: Sequence[str],
@@ -291,7 +291,7 @@ def _candidates(
 
 
 def _multistart(
-    law: Law,
+    law: LawModel,
     probs: list[Problem],
     projs: list[Projection] | None,
     starts: list[list[FloatArray]],
@@ -302,23 +302,16 @@ def _multistart(
     lo, hi = probs[0].lo, probs[0].hi
     zl, zh = _bounds(lo, hi, full, len(probs))
     n_z = zl.size
-    best, agreed, tried = None, 0, 0
-    for _, xs in _candidates(probs, projs, starts, shared_pos, delta, law.n_starts):
-        if tried >= max(law.n_starts, 1) or agreed >= 1:
-            break
-        tried += 1
+
+    def solve(xs: list[FloatArray]) -> Any:
         if projs is not None:
             xs = _projected_stage(probs, projs, xs, full, delta)
-        res = full.solve(
+        return full.solve(
             full.pack(xs), zl, zh, delta, ftol=1e-6 if projs else 1e-8, max_nfev=50 * (n_z + 1)
         )
-        if res is None:
-            continue
-        if best is not None and _agree(res.cost, best.cost):
-            agreed += 1
-        if best is None or res.cost < best.cost:
-            best = res
-    return best
+
+    candidates = _candidates(probs, projs, starts, shared_pos, delta, law.n_starts)
+    return best_agreed((xs for _, xs in candidates), solve, law.n_starts)
 
 
 def _projected_stage(
@@ -359,7 +352,7 @@ def _projected_stage(
 
 
 def _results(
-    law: Law,
+    law: LawModel,
     cvs: list[Curve],
     probs: list[Problem],
     full: _Blocks,

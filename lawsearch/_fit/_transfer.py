@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from lawsearch.laws._base import FitResult, Law, Prior
+from lawsearch._curve import FitResult, LawModel, Prior
 
 __all__ = ["fit_transfer", "transfer_prior"]
 
 _MODES = ("prior", "fixed")
 
 
-def _free_names(law: Law, free: Sequence[str] | None, ref: FitResult) -> tuple[str, ...]:
+def _free_names(law: LawModel, free: Sequence[str] | None, ref: FitResult) -> tuple[str, ...]:
     if free is None:
         declared = law.linear_params()
         if declared is None and ref.curve is not None:
@@ -39,7 +39,7 @@ def _free_names(law: Law, free: Sequence[str] | None, ref: FitResult) -> tuple[s
         return tuple(declared)
     if isinstance(free, str):
         raise ValueError(f"`free` must be a sequence of names; got the string {free!r}.")
-    law._check_names(dict.fromkeys(free), "free")
+    law.check_names(dict.fromkeys(free), "free")
     return tuple(free)
 
 
@@ -112,7 +112,7 @@ def transfer_prior(
 
 
 def fit_transfer(
-    law: Law,
+    law: LawModel,
     steps: ArrayLike,
     losses: ArrayLike,
     *,

@@ -8,15 +8,17 @@ fast and a subcommand imports its heavy dependencies only when it runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
-__all__ = ["UserError", "main"]
+__all__ = ["RunFailed", "UserError", "add_study_arguments", "bad_input", "main"]
 
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("lawsearch.cli._fit", "fit a law to loss curves in a CSV and extrapolate them"),
+    "plan": ("lawsearch.cli._plan", "check a study against its data and say what it will cost"),
     "run": ("lawsearch.cli._run", "run a study's search end to end (re-run to resume)"),
     "worker": ("lawsearch.cli._run", "add a worker process to a running study"),
     "report": ("lawsearch.cli._report", "rebuild a study's report folder from its storage"),
@@ -24,7 +26,36 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 class UserError(Exception):
-    """A mistake in the user's input: printed without a traceback, exit code 2."""
+    """A mistake in the user's input, found before anything was written: exit code 2."""
+
+
+class RunFailed(Exception):
+    """A run that started failed; the message says what was kept and how to resume: exit 1."""
+
+
+@contextlib.contextmanager
+def bad_input() -> Iterator[None]:
+    """Treat a ``ValueError``/``FileNotFoundError`` raised inside as the user's mistake.
+
+    Wrap only the checks that run before anything is written (parsing, validation,
+    opening the storage); an error after that is a failed run, not bad input.
+    """
+    try:
+        yield
+    except (ValueError, FileNotFoundError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    """The study file and ``--root``, as every study subcommand takes them."""
+    parser.add_argument("study", help="the study file (TOML), e.g. studies/demo.toml")
+    parser.add_argument(
+        "--root",
+        default=None,
+        help="folder the default runs/<study>/ is made in, relative to the current directory "
+        "(default: the study file's folder; paths written in the study file are always read "
+        "from the study file's folder)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,15 +72,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit code (0 ok, 1 failure, 2 bad input)."""
+    """Entry point; returns the process exit code.
+
+    0: done. 1: the command ran and failed (a fit that failed, a search that
+    stopped on an error: the message says what was kept and how to resume).
+    2: bad input, found before anything was written. 130: interrupted.
+    Any other exception is a bug in lawsearch and keeps its traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args))
-    except (UserError, ValueError, FileNotFoundError) as exc:
+    except UserError as exc:
         print(f"lawsearch {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except RunFailed as exc:
+        print(f"lawsearch {args.command}: failed: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"lawsearch {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -86,11 +86,16 @@ class LeaderTrainer:
         budget_steps: int,
         resume_from: str | None = None,
         report: ReportFn,
+        on_checkpoint: Any = None,
     ) -> Any:
         call = {"config": dict(config), "budget_steps": budget_steps, "resume_from": resume_from}
         self._channel.send(call)
+        from lawsearch.train._protocol import takes_on_checkpoint
+
+        keep = on_checkpoint is not None and takes_on_checkpoint(self._inner)
+        extra = {"on_checkpoint": on_checkpoint} if keep else {}
         return self._inner.train(
-            config, budget_steps=budget_steps, resume_from=resume_from, report=report
+            config, budget_steps=budget_steps, resume_from=resume_from, report=report, **extra
         )
 
     def close(self) -> None:

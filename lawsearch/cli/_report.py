@@ -15,13 +15,9 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("study", help="the study file (TOML) the study was run with")
-    parser.add_argument(
-        "--root",
-        default=None,
-        help="folder that runs/<study>/ and a relative storage path live under "
-        "(default: the current directory)",
-    )
+    from lawsearch.cli import add_study_arguments
+
+    add_study_arguments(parser)
     parser.add_argument("--out", default=None, help="report folder (default: runs/<study>/report)")
 
 
@@ -29,11 +25,14 @@ def run(args: argparse.Namespace) -> int:
     import optuna
 
     from lawsearch import report as reporting
-    from lawsearch.config import load_study, open_storage
+    from lawsearch.cli import bad_input
+    from lawsearch.config import load_study
+    from lawsearch.study import open_study_storage
 
-    cfg = load_study(args.study, run_root=args.root)
+    with bad_input():
+        cfg = load_study(args.study, run_root=args.root)
+        storage = open_study_storage(cfg, must_exist=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(cfg, must_exist=True)
     try:
         study = optuna.load_study(study_name=cfg.name, storage=storage)
     except KeyError:
@@ -44,8 +43,15 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     rep = reporting.collect(study, cfg)
     out = args.out or cfg.report_dir
-    files = reporting.write_report(rep, out, law=cfg.law.build())
+    files = reporting.write_report(rep, out)
     print(reporting.format_table(rep))
     print(f"\nreport: {out} ({', '.join(p.name for p in files)})")
+    from lawsearch.search._retention import checkpoint_disk_usage
+
+    n, size = checkpoint_disk_usage(cfg.checkpoint_dir)
+    print(
+        f"checkpoints: {n} file(s), {size / 1e6:,.1f} MB in {cfg.checkpoint_dir} "
+        f"(train.keep_checkpoints = {cfg.train.keep_checkpoints!r})"
+    )
     print("dashboard: " + reporting.dashboard_command(cfg.study.storage, cfg.run_dir / "artifacts"))
     return 0

@@ -9,7 +9,9 @@ process are failed and retried from their checkpoint.
 
 ``worker`` joins the same study from another process (or machine, with
 PostgreSQL) and trains whatever the search hands it; it prints a one-line
-summary instead of the report.
+summary instead of the report. Every process stays until each lineage is
+ranked, claiming continuations, and fails and retries (from the last
+checkpoint) the trials of a worker that died.
 
 Exit codes: 0 done, 1 the search failed, 2 bad study file (nothing written).
 """
@@ -17,41 +19,48 @@ Exit codes: 0 done, 1 the search failed, 2 bad study file (nothing written).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import errno
 import math
 import os
-import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-__all__ = ["Progress", "add_arguments", "execute", "recover_orphans", "run"]
-
-LOCKS = "workers"
+__all__ = ["Progress", "add_arguments", "execute", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("study", help="the study file (TOML), e.g. studies/demo.toml")
-    parser.add_argument(
-        "--root",
-        default=None,
-        help="folder that runs/<study>/ and a relative storage path live under "
-        "(default: the current directory)",
-    )
+    from lawsearch.cli import add_study_arguments
+
+    add_study_arguments(parser)
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bar (the table is still printed)"
+    )
+    parser.add_argument(
+        "--storage",
+        default=None,
+        help="the study's storage (a postgresql:// URL or journal path) instead of "
+        "`study.storage`: join a study from a machine whose study file names another",
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    from lawsearch.cli import bad_input
     from lawsearch.config import load_study
 
-    cfg = load_study(args.study, run_root=args.root)
-    return execute(cfg, worker=args.command == "worker", progress=not args.quiet, out=sys.stdout)
+    with bad_input():
+        cfg = load_study(args.study, run_root=args.root, storage=args.storage)
+    # the checks of `lawsearch plan` (data, model, supply) before anything is written
+    from lawsearch.cli._plan import preflight
+
+    trainer, _ = preflight(cfg)
+    return execute(
+        cfg,
+        worker=args.command == "worker",
+        progress=not args.quiet,
+        trainer=trainer,
+        out=sys.stdout,
+    )
 
 
 def execute(
@@ -80,10 +89,10 @@ def execute(
 
     if _distributed.world_size() <= 1:
         return _execute(cfg, worker=worker, progress=progress, trainer=trainer, out=out)
-    from lawsearch import config as wiring
+    from lawsearch.study import build_trainer
 
     channel = _distributed.Channel(cfg.train.device)
-    inner = trainer if trainer is not None else wiring.build_trainer(cfg)
+    inner = trainer if trainer is not None else build_trainer(cfg)
     if not channel.is_main:
         _distributed.follow(inner, channel)
         return 0
@@ -103,30 +112,32 @@ def _execute(
 ) -> int:
     import optuna
 
-    from lawsearch import config as wiring
     from lawsearch import report as reporting
+    from lawsearch import study as wiring
+    from lawsearch.cli import bad_input
+    from lawsearch.storage import worker_lock, worker_name
 
     out = out or sys.stdout
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = wiring.open_storage(cfg)
-    with _worker_lock(cfg) as alone:
-        study = optuna.create_study(
-            study_name=cfg.name,
-            storage=storage,
-            direction="minimize",
-            # concurrent processes must not share a sampler seed (same proposals); only
-            # a lone `run` keeps the study's seed (reproducible)
-            sampler=wiring.build_sampler(cfg, worker=0 if alone and not worker else os.getpid()),
-            pruner=wiring.build_pruner(cfg),
-            load_if_exists=True,
-        )
-        recovered = recover_orphans(study, alone=alone)
-        if recovered:
-            print(
-                f"lawsearch: {len(recovered)} trial(s) left running by a stopped process "
-                f"marked FAILED and queued again: {recovered}",
-                file=sys.stderr,
+    with bad_input():
+        storage = wiring.open_study_storage(cfg)
+    with worker_lock(cfg.run_dir) as alone:
+        with bad_input():
+            study = optuna.create_study(
+                study_name=cfg.name,
+                storage=storage,
+                direction="minimize",
+                # concurrent processes must not share a sampler seed (same proposals); only
+                # a lone `run` keeps the study's seed (reproducible)
+                sampler=wiring.build_sampler(
+                    cfg, worker=0 if alone and not worker else os.getpid()
+                ),
+                # a lone `run` decides deterministically; workers sharing a study sync less
+                pruner=wiring.build_pruner(cfg, shared=not alone or worker),
+                load_if_exists=True,
             )
+        recover = _recovery(cfg)
+        recover(study)
         if trainer is None:
             trainer = wiring.build_trainer(cfg)
         done = reporting.collect(study, cfg).compute_tokens
@@ -137,13 +148,24 @@ def _execute(
             enabled=progress,
             study=study,
         )
+        live = _live_figures(study, cfg)  # the dashboard redraws a running trial's figure
+
+        def on_report(trial: int, step: int, value: float, tokens: float) -> None:
+            bar.on_report(trial, step, value, tokens)
+            if live is not None:
+                live(trial, step, value, tokens)
+
         try:
             search = wiring.build_search(
-                cfg, trainer=trainer, on_start=bar.on_start, on_report=bar.on_report
+                cfg, trainer=trainer, on_start=bar.on_start, on_report=on_report
             )
-            result = search.run(study)
-            if not worker:
-                result = _finish(study, search, cfg, bar)
+            # every process stays until each lineage is ranked: it claims continuations,
+            # and fails and retries the trials of workers that died
+            result = search.run(study, recover=recover, owner=worker_name())
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:
+            raise _failed(cfg, study, exc) from exc
         finally:
             bar.close()
     rep = reporting.collect(study, cfg)
@@ -154,8 +176,9 @@ def _execute(
             file=out,
         )
         return 0
-    files = reporting.write_report(rep, cfg.report_dir, law=cfg.law.build())
-    _dashboard_figures(study, cfg, rep)
+    files = reporting.write_report(rep, cfg.report_dir)
+    for problem in _dashboard_figures(study, cfg) + (live.problems if live is not None else []):
+        print(f"lawsearch: {problem}", file=sys.stderr)
     print(reporting.format_table(rep), file=out)
     pick = _pick_number(result)
     if pick is not None and rep.pick is not None and pick != rep.pick.number:
@@ -166,73 +189,96 @@ def _execute(
     return 0
 
 
-def _finish(study: Any, search: Any, cfg: Any, bar: Progress, poll: float = 5.0) -> Any:
-    """Wait for other workers' trials, taking any work they promote, then rerank.
-
-    ``RetrievalRerank`` has no barrier: a worker leaves when nothing is left *for
-    it*. ``run`` owes the user the final table, so it stays until no trial is
-    RUNNING or WAITING, training whatever continuation appears, and recovers the
-    trials of a worker that died meanwhile.
-    """
-    import optuna
+def _failed(cfg: Any, study: Any, exc: Exception) -> Exception:
+    """What the user needs after a run stopped on an error: the cause, what is kept, the fix."""
     from optuna.trial import TrialState
 
-    while True:
-        states = {t.state for t in study.get_trials(deepcopy=False)}
-        if TrialState.RUNNING not in states and TrialState.WAITING not in states:
-            return search.result(study)
-        if TrialState.WAITING not in states:
-            bar.start(stage="waiting for other workers", trial="-")
-            time.sleep(poll)
-            if cfg.study.is_journal:
-                recover_orphans(study, alone=_live_others(cfg) == 0)
-            else:
-                optuna.storages.fail_stale_trials(study)
-        search.work(study)
+    from lawsearch.cli import RunFailed
+
+    kept = sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+    where = cfg.study.storage
+    return RunFailed(
+        f"{type(exc).__name__}: {exc}\n{kept} finished trial(s) of study {cfg.name!r} are kept "
+        f"in {where} (checkpoints under {cfg.checkpoint_dir}); fix the cause and run "
+        f"`lawsearch run {cfg.source or 'STUDY'}` again to resume from them."
+    )
 
 
-def _dashboard_figures(study: Any, cfg: Any, rep: Any, top: int = 5) -> None:
-    """Attach the study figure and the leaders' extrapolation plots for optuna-dashboard.
+def _recovery(cfg: Any) -> Any:
+    """``recover(study)``: fail dead workers' trials and retry them from their last checkpoint.
 
-    Needs the ``[dashboard]`` extra (plotly, optuna-dashboard); skipped without it.
+    A journal file: the trials whose worker holds no lock in ``<run>/workers``; PostgreSQL:
+    the trials whose heartbeat is older than ``study.grace_period``. Says what it did on stderr.
     """
+    from lawsearch.search._faults import fail_stale
+    from lawsearch.storage import live_workers, recover_orphans
+
+    retries = cfg.search.max_retries
+
+    def recover(study: Any) -> None:
+        if cfg.study.is_journal:
+            alone = live_workers(cfg.run_dir) == 0
+            failed = recover_orphans(study, alone=alone, run_dir=cfg.run_dir, max_retries=retries)
+        else:
+            failed = fail_stale(study, max_retries=retries)
+        if failed:
+            print(
+                f"lawsearch: trial(s) {failed} left running by a worker that stopped: marked "
+                "FAILED and queued again from their last checkpoint",
+                file=sys.stderr,
+            )
+
+    return recover
+
+
+def _artifact_store(cfg: Any) -> Any:
+    """The study's artifact store (``runs/<study>/artifacts``), or None without the extra."""
     try:
         import optuna_dashboard  # noqa: F401
         import plotly  # noqa: F401
     except ImportError:
-        return
+        return None
     from optuna.artifacts import FileSystemArtifactStore
 
-    from lawsearch.optuna._dashboard import save_study_figure, save_trial_figure
-
-    multi = len(cfg.domains) >= 2
-    save_study_figure(study, mixture="mixture" if multi else None)
     store_dir = cfg.run_dir / "artifacts"
     store_dir.mkdir(parents=True, exist_ok=True)
-    store = FileSystemArtifactStore(str(store_dir))
-    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-    key = "lawsearch:figured_trials"
-    done = set(study._storage.get_study_system_attrs(study._study_id).get(key, []))
-    for lin in rep.lineages[:top]:
-        trial = by_number[lin.trials[-1]]
-        if trial.number in done or trial.state.name == "RUNNING":
-            continue
-        done.add(trial.number)
-        if len(trial.intermediate_values) >= cfg.law.build().min_points():
-            try:
-                save_trial_figure(
-                    study,
-                    trial,
-                    artifact_store=store,
-                    law=cfg.law.build(),
-                    target_step=cfg.full_steps,
-                )
-            except (OSError, ValueError) as exc:  # a figure never fails the search
-                print(
-                    f"lawsearch: no dashboard figure for trial {trial.number}: {exc}",
-                    file=sys.stderr,
-                )
-    study._storage.set_study_system_attr(study._study_id, key, sorted(done))
+    return FileSystemArtifactStore(str(store_dir))
+
+
+def _live_figures(study: Any, cfg: Any) -> Any:
+    """The hook redrawing a running trial's dashboard figure (None without the extra)."""
+    store = _artifact_store(cfg)
+    if store is None:
+        return None
+    from lawsearch.optuna import LiveFigures
+
+    return LiveFigures(study, artifact_store=store, **_figure_options(cfg))
+
+
+def _figure_options(cfg: Any) -> dict[str, Any]:
+    """The law, full budget and interval level every dashboard figure of the study uses."""
+    from lawsearch.optuna._records import interval_level
+
+    return {
+        "law": cfg.law.build(),
+        "target_step": cfg.full_steps,
+        "level": interval_level(cfg.pruner.search_quantile),
+    }
+
+
+def _dashboard_figures(study: Any, cfg: Any) -> list[str]:
+    """Each finished trial's figure and note, and the study figures, for optuna-dashboard.
+
+    Needs the ``[dashboard]`` extra (plotly, optuna-dashboard); skipped without
+    it. Returns what could not be drawn, one line each.
+    """
+    store = _artifact_store(cfg)
+    if store is None:
+        return []
+    from lawsearch.optuna import publish
+
+    mixture = "mixture" if len(cfg.domains) >= 2 else None
+    return publish(study, artifact_store=store, mixture=mixture, **_figure_options(cfg))
 
 
 def _pick_number(result: Any) -> int | None:
@@ -245,131 +291,9 @@ def _pick_number(result: Any) -> int | None:
 
 def _expected_tokens(cfg: Any) -> float:
     """Compute the search spends if nothing is pruned early: screen all, continue survivors."""
-    return float(cfg.planned_steps * cfg.train.tokens_per_step)
+    from lawsearch.study import planned_steps
 
-
-# ---- recovering trials of a dead process (journal files) ---------------------------------
-
-
-@contextlib.contextmanager
-def _worker_lock(cfg: Any) -> Iterator[bool]:
-    """Hold ``<run dir>/workers/<host>-<pid>.lock``; yield whether no other local worker lives.
-
-    Journal storages have no heartbeat, so liveness is an ``flock`` held for the
-    life of the process: the kernel drops it when the process dies, however it
-    dies. (PostgreSQL storages use Optuna's heartbeat instead.)
-    """
-    folder = cfg.run_dir / LOCKS
-    folder.mkdir(parents=True, exist_ok=True)
-    mine = _lock_path(cfg)
-    fh = open(mine, "w")  # held (locked) for the whole run
-    try:
-        _flock(fh, blocking=True)
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
-        yield _live_others(cfg) == 0
-    finally:
-        fh.close()
-        with contextlib.suppress(OSError):
-            mine.unlink()
-
-
-def _lock_path(cfg: Any) -> Path:
-    return cfg.run_dir / LOCKS / f"{socket.gethostname()}-{os.getpid()}.lock"
-
-
-def _live_others(cfg: Any) -> int:
-    """Other live workers of this run folder (stale lock files are removed)."""
-    mine = _lock_path(cfg)
-    others = 0
-    for path in (cfg.run_dir / LOCKS).glob("*.lock"):
-        if path == mine:
-            continue
-        if _is_held(path):
-            others += 1
-        else:
-            with contextlib.suppress(OSError):
-                path.unlink()
-    return others
-
-
-def _flock(fh: Any, *, blocking: bool) -> bool:
-    import fcntl
-
-    try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-    except OSError as exc:
-        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-            return False
-        raise
-    return True
-
-
-def _is_held(path: Path) -> bool:
-    try:
-        with open(path) as fh:
-            return not _flock(fh, blocking=False)
-    except FileNotFoundError:
-        return False
-
-
-def recover_orphans(study: Any, *, alone: bool) -> list[int]:
-    """Fail the RUNNING trials no live process owns and queue each again.
-
-    Only when this is the only live worker of a journal storage (``alone``): every
-    RUNNING trial then belongs to a process that died. Each is set FAILED and a
-    WAITING copy is enqueued with the same parameters and the ``lawsearch:`` attrs
-    that say where to resume (``parent``, ``resume_step``, ``checkpoint``, ``rung``),
-    plus ``lawsearch:retry_of``; the search trains it from that checkpoint (a
-    screening candidate restarts from scratch and its failed original is marked
-    ``lawsearch:surplus`` so the retry takes its place among the candidates).
-
-    Returns:
-        The numbers of the trials that were failed.
-    """
-    import optuna
-    from optuna.trial import TrialState
-
-    if not alone or not _is_journal(study):
-        return []
-    failed = []
-    storage = study._storage
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if "lawsearch:parent" not in t.user_attrs:
-            # the retry takes this candidate's place in the search's count
-            storage.set_trial_user_attr(t._trial_id, "lawsearch:surplus", 1.0)
-        if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
-            continue
-        failed.append(t.number)
-        keep = {
-            k: v
-            for k, v in t.user_attrs.items()
-            if k.startswith("lawsearch:") and not k.startswith("lawsearch:predicted")
-        }
-        keep["lawsearch:retry_of"] = t.number
-        keep.pop("lawsearch:surplus", None)
-        resume = int(t.user_attrs.get("lawsearch:resume_step", 0) or 0)
-        study.add_trial(
-            optuna.trial.create_trial(
-                state=TrialState.WAITING,
-                params=t.params,
-                distributions=t.distributions,
-                user_attrs=keep,
-                # a continuation keeps its parent's curve up to the checkpoint it resumes
-                intermediate_values={s: v for s, v in t.intermediate_values.items() if s <= resume}
-                if "lawsearch:checkpoint" in t.user_attrs
-                else {},
-            )
-        )
-    return failed
-
-
-def _is_journal(study: Any) -> bool:
-    from optuna.storages import JournalStorage
-
-    storage = study._storage
-    inner = getattr(storage, "_backend", storage)
-    return isinstance(storage, JournalStorage) or isinstance(inner, JournalStorage)
+    return float(planned_steps(cfg) * cfg.train.tokens_per_step)
 
 
 # ---- the progress bar ------------------------------------------------------------------
@@ -387,6 +311,8 @@ class Progress:
         done_tokens: compute already spent in the study (when resuming).
         enabled: draw the bar.
         study: the study, polled every few seconds for the best prediction.
+        lines: one line per event (a trial starts, the stage changes) instead of a bar
+            redrawn with carriage returns; default: when stderr is not a terminal (a log).
     """
 
     def __init__(
@@ -397,6 +323,7 @@ class Progress:
         done_tokens: float = 0.0,
         enabled: bool = True,
         study: Any = None,
+        lines: bool | None = None,
     ) -> None:
         self.full_tokens = float(full_tokens)
         self.spent = float(done_tokens)
@@ -407,7 +334,10 @@ class Progress:
         self._polled = -math.inf
         self._lock = threading.Lock()
         self._bar: Any = None
-        if enabled:
+        isatty = getattr(sys.stderr, "isatty", None)
+        self._lines = enabled and (not (isatty and isatty()) if lines is None else lines)
+        self._last_line: tuple[str, str] | None = None
+        if enabled and not self._lines:
             from tqdm import tqdm
 
             total = max(int(total_tokens), int(done_tokens), 1)
@@ -428,6 +358,21 @@ class Progress:
             self.stage, self.trial = stage, trial
             self._poll(force=True)
             self._draw()
+            self._line()
+
+    def _line(self, final: bool = False) -> None:
+        """Line mode: one line per new (stage, trial), and one at the end."""
+        if not self._lines or (not final and self._last_line == (self.stage, self.trial)):
+            return
+        self._last_line = (self.stage, self.trial)
+        share = self.spent / self.full_tokens if self.full_tokens else 0.0
+        best = "-" if math.isnan(self.best) else f"{self.best:.4f}"
+        what = "done" if final else f"{self.stage}, trial {self.trial}"
+        print(
+            f"search: {what} | best pred {best} | compute {100 * share:.1f}% of all-full",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def on_start(self, trial: int, budget_steps: int, resume_step: int) -> None:
         """``build_search`` hook: a trial starts training towards ``budget_steps``."""
@@ -455,9 +400,11 @@ class Progress:
         if self._study is None or (not force and now - self._polled < 2.0):
             return
         self._polled = now
+        from lawsearch.optuna._attrs import PREDICTED_FINAL
+
         best = math.inf
         for t in self._study.get_trials(deepcopy=False):
-            v = t.user_attrs.get("lawsearch:predicted_final")
+            v = t.user_attrs.get(PREDICTED_FINAL)
             if isinstance(v, int | float) and math.isfinite(v):
                 best = min(best, float(v))
         self.best = best if math.isfinite(best) else math.nan
@@ -479,6 +426,10 @@ class Progress:
         )
 
     def close(self) -> None:
+        if self._lines and self._last_line is not None:
+            self._poll(force=True)
+            self._line(final=True)
+            self._lines = False
         if self._bar is not None:
             self._bar.close()
             self._bar = None

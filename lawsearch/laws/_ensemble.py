@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import nnls
 
+from lawsearch._errors import did_you_mean
 from lawsearch.laws._base import (
     Curve,
     FitResult,
@@ -21,6 +22,7 @@ from lawsearch.laws._base import (
     Param,
     Prior,
 )
+from lawsearch.laws._registry import LAWS, get_law
 
 __all__ = ["EnsembleFitResult", "EnsembleLaw"]
 
@@ -74,8 +76,6 @@ class EnsembleLaw(Law):
 
     def __post_init__(self) -> None:
         from dataclasses import fields
-
-        from lawsearch.laws import LAWS, get_law
 
         raw: Any = self.members
         if isinstance(raw, str):
@@ -273,8 +273,6 @@ class EnsembleLaw(Law):
         return out
 
     def _route(self, mapping: Mapping[str, Any], field_name: str) -> list[dict[str, Any]]:
-        from lawsearch._errors import did_you_mean
-
         out: list[dict[str, Any]] = [{} for _ in self.members]
         bare = {p.name for m in self.members for p in m.params()}
         qualified = {n for n in self.param_names if "." in n}

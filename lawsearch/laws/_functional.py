@@ -72,6 +72,7 @@ class FunctionalLaw(Law):
     lr_unit: float = 1e-3
     n_starts: int = 3
     name = "functional"
+    floor_param = "L0"
 
     def __post_init__(self) -> None:
         check_block_options(self.max_blocks, self.lr_unit)

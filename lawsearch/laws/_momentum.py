@@ -36,6 +36,10 @@ class MomentumLaw(Law):
     decay: float = 0.999
     n_starts: int = 2
     name = "momentum"
+    # no floor: L0 is the constant-LR asymptote; annealing (-C S2) may take the loss
+    # below it (whole-curve fits of the recorded 72k-step cosine runs end 1-2% below
+    # their L0, as the true losses do); only a non-positive prediction is refused
+    floor_param = None
 
     def __post_init__(self) -> None:
         if not 0 < self.decay < 1:

@@ -66,6 +66,9 @@ class MultiPowerLaw(Law):
     # fits as well as three (measured on the recorded 100M curves) at half the cost
     n_starts: int = 1
     name = "multipower"
+    # no floor: L0 is the constant-LR asymptote and the loss-drop term may take the
+    # loss below it (on the recorded grid, 4 of 20 whole-curve fits end below L0)
+    floor_param = None
 
     def __post_init__(self) -> None:
         check_block_options(self.max_blocks, self.lr_unit)

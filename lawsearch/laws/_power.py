@@ -28,6 +28,7 @@ class PowerLaw(Law):
 
     time: str = "steps"
     name = "power"
+    floor_param = "E"
 
     def __post_init__(self) -> None:
         if self.time not in _TIMES:

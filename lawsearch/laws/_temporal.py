@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from lawsearch._fit import fit_curve
 from lawsearch.laws._base import Curve, FitResult, FloatArray, Law, LRTrack, Param, Prior
 
 __all__ = ["TemporalLaw"]
@@ -53,6 +54,7 @@ class TemporalLaw(Law):
 
     positions: tuple[float, ...] | None = None
     name = "temporal"
+    floor_param = "E"
 
     def __post_init__(self) -> None:
         if self.positions is not None:
@@ -210,11 +212,9 @@ class TemporalLaw(Law):
         method they are realised exactly by fitting ``y ** sqrt(w)`` with
         ``pred ** sqrt(w)`` (the log residuals scale by ``sqrt(w)``).
         """
-        from lawsearch._fit import fit_curve
-
         fixed = dict(fixed or {})
-        self._check_names(fixed, "fixed")
-        self._check_names(prior or {}, "prior")
+        self.check_names(fixed, "fixed")
+        self.check_names(prior or {}, "prior")
         law = self
         shape = np.shape(losses)
         if self.positions is None and len(shape) == 2 and shape[1] >= _MIN_POSITIONS:

@@ -55,6 +55,7 @@ class TwoPhaseLaw(Law):
     time: str = "steps"
     n_starts: int = 6
     name = "two_phase"
+    floor_param = "E"
 
     def __post_init__(self) -> None:
         if self.time not in _TIMES:

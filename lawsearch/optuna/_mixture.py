@@ -11,6 +11,8 @@ import optuna
 
 from lawsearch.mixtures import BoundSpec, MixtureBounds
 from lawsearch.optuna import _attrs
+from lawsearch.optuna import _compat as compat
+from lawsearch.optuna._space import ScheduleSpec
 from lawsearch.schedules import FAMILIES, Schedule
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "mixture_from_params",
     "mixture_param_names",
     "mixture_specs",
+    "schedule_specs",
     "set_schedule",
     "suggest_mixture",
     "suggest_schedule",
@@ -79,7 +82,7 @@ def suggest_mixture(
     w = bounds.from_unit(x)
     out = {d: float(v) for d, v in zip(bounds.domains, w, strict=True)}
     for d, v in out.items():
-        trial.set_user_attr(f"{_attrs.MIXTURE_WEIGHT_PREFIX}{name}:{d}", v)
+        trial.set_user_attr(_attrs.mixture_weight_key(name, d), v)
     return out
 
 
@@ -90,9 +93,10 @@ def _register(trial: optuna.trial.BaseTrial, name: str, bounds: MixtureBounds) -
     study = trial.study
     key = _attrs.MIXTURE_SPEC_PREFIX + name
     spec = bounds.to_dict()
-    known = study._storage.get_study_system_attrs(study._study_id).get(key)
+    store, sid = compat.storage(study), compat.study_id(study)
+    known = store.get_study_system_attrs(sid).get(key)
     if known is None:
-        study._storage.set_study_system_attr(study._study_id, key, spec)
+        store.set_study_system_attr(sid, key, spec)
     elif MixtureBounds.from_dict(known) != bounds:
         raise ValueError(
             f"mixture {name!r} is already registered in study {study.study_name!r} with other "
@@ -102,7 +106,7 @@ def _register(trial: optuna.trial.BaseTrial, name: str, bounds: MixtureBounds) -
 
 def mixture_specs(study: optuna.Study) -> dict[str, MixtureBounds]:
     """The mixtures suggested in ``study``: name -> bounds."""
-    attrs = study._storage.get_study_system_attrs(study._study_id)
+    attrs = compat.storage(study).get_study_system_attrs(compat.study_id(study))
     n = len(_attrs.MIXTURE_SPEC_PREFIX)
     return {
         k[n:]: MixtureBounds.from_dict(v)
@@ -180,6 +184,7 @@ def suggest_schedule(
             )
     if isinstance(peak_lr, tuple) and peak_lr[0] <= 0:
         raise ValueError(f"`peak_lr` must be > 0; got the range {peak_lr!r}.")
+    _register_schedule(trial, name, fams, peak_lr, warmup, decay_fraction)
     family = fams[0] if len(fams) == 1 else str(trial.suggest_categorical(f"{name}:family", fams))
     lr = _suggest_range(trial, f"{name}:peak_lr", peak_lr, log=True)
     warm = _suggest_range(trial, f"{name}:warmup_fraction", warmup)
@@ -198,6 +203,51 @@ def suggest_schedule(
     schedule = Schedule.from_dict(spec)
     set_schedule(trial, schedule)
     return schedule
+
+
+def _register_schedule(
+    trial: optuna.trial.BaseTrial,
+    name: str,
+    families: tuple[str, ...],
+    peak_lr: Range,
+    warmup: Range,
+    decay_fraction: Range,
+) -> None:
+    """Record what schedule ``name`` searches as a study system attr (read by ``LawSampler``)."""
+    if not isinstance(trial, optuna.trial.Trial):
+        return
+    ranges = {
+        field: value
+        for field, value in (
+            ("peak_lr", peak_lr),
+            ("warmup_fraction", warmup),
+            ("decay_fraction", decay_fraction if "wsd" in families else 0.0),
+        )
+        if isinstance(value, tuple)
+    }
+    spec = ScheduleSpec(families=families, ranges=ranges).to_dict()
+    study = trial.study
+    store, sid = compat.storage(study), compat.study_id(study)
+    key = _attrs.SCHEDULE_SPEC_PREFIX + name
+    known = store.get_study_system_attrs(sid).get(key)
+    if known is None:
+        store.set_study_system_attr(sid, key, spec)
+    elif ScheduleSpec.from_dict(known) != ScheduleSpec.from_dict(spec):
+        raise ValueError(
+            f"schedule {name!r} is already registered in study {study.study_name!r} with other "
+            f"families or ranges ({known}); use a new schedule name for a different search space."
+        )
+
+
+def schedule_specs(study: optuna.Study) -> dict[str, ScheduleSpec]:
+    """The schedules suggested in ``study``: name -> searched families and ranges."""
+    attrs = compat.storage(study).get_study_system_attrs(compat.study_id(study))
+    n = len(_attrs.SCHEDULE_SPEC_PREFIX)
+    return {
+        k[n:]: ScheduleSpec.from_dict(v)
+        for k, v in attrs.items()
+        if k.startswith(_attrs.SCHEDULE_SPEC_PREFIX)
+    }
 
 
 def set_schedule(trial: optuna.trial.BaseTrial, schedule: Schedule) -> None:

@@ -1,132 +1,134 @@
-"""``LawSampler``: propose mixtures by retrieval over a surrogate of predicted finals."""
+"""``LawSampler``: propose mixtures and schedules by retrieval over full-budget estimates."""
 
 from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from statistics import NormalDist
 from typing import Any, Protocol
 
 import numpy as np
 import optuna
 from numpy.typing import NDArray
-from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, TPESampler
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from lawsearch.mixtures import MixtureBounds, MixtureSurrogate
+from lawsearch._picklable import PicklableLock
+from lawsearch.mixtures import MixtureSurrogate
 from lawsearch.optuna import _attrs
-from lawsearch.optuna._mixture import mixture_param_names, mixture_specs
+from lawsearch.optuna import _compat as compat
+from lawsearch.optuna._mixture import mixture_specs, schedule_specs
+from lawsearch.optuna._space import JointSpace
 
-__all__ = ["LawSampler", "SimplexGP", "Surrogate"]
+__all__ = ["LawSampler", "Surrogate", "full_budget_estimate"]
 
 FloatArray = NDArray[np.float64]
+#: the interval level when a trial does not record one (the search's default, 1 - 2 * 0.1)
+_DEFAULT_LEVEL = 0.8
 
 
 class Surrogate(Protocol):
-    """What ``LawSampler`` needs of a mixture surrogate (``MixtureSurrogate`` provides it)."""
+    """What ``LawSampler`` needs of a surrogate (``MixtureSurrogate`` provides it).
 
-    def fit(self, weights: FloatArray, losses: FloatArray, *, loss_std: Any = None) -> Any: ...
-
-    def predict(self, weights: FloatArray) -> tuple[FloatArray, FloatArray]: ...
-
-
-class SimplexGP:
-    """A small, fast Gaussian-process surrogate on mixture weights.
-
-    A cheap alternative to ``MixtureSurrogate`` (``LawSampler(surrogate=SimplexGP)``)
-    when trials are short and a surrogate fit must take milliseconds.
-
-    Squared-exponential kernel ``k(a, b) = s^2 exp(-|a - b|^2 / (2 l^2))`` on the
-    weights, per-point noise ``loss_std^2`` plus a nugget; the length scale and
-    the nugget maximise the marginal likelihood over a small grid. At most
-    ``max_points`` points are kept (the best half and an even spread of the rest).
+    ``extra`` holds the schedule's columns (numbers in [0, 1], families as strings).
     """
 
-    max_points = 256
+    def fit(
+        self,
+        weights: FloatArray,
+        losses: FloatArray,
+        *,
+        loss_std: Any = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Any: ...
 
-    def fit(self, weights: FloatArray, losses: FloatArray, *, loss_std: Any = None) -> SimplexGP:
-        x = np.asarray(weights, dtype=float)
-        y = np.asarray(losses, dtype=float)
-        sd = np.zeros(y.size) if loss_std is None else np.asarray(loss_std, dtype=float)
-        if y.size > self.max_points:
-            order = np.argsort(y)
-            half = self.max_points // 2
-            rest = order[half:][np.linspace(0, y.size - half - 1, half).astype(int)]
-            keep = np.concatenate([order[:half], rest])
-            x, y, sd = x[keep], y[keep], sd[keep]
-        self._mu, self._scale = float(np.mean(y)), max(float(np.std(y)), 1e-12)
-        z = (y - self._mu) / self._scale
-        d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(axis=2)
-        noise = (sd / self._scale) ** 2
-        best: tuple[float, float, float] | None = None
-        for ell in (0.05, 0.1, 0.2, 0.4, 0.8):
-            kern = np.exp(-d2 / (2 * ell**2))
-            for nugget in (1e-4, 1e-2, 1e-1):
-                c = kern + np.diag(noise + nugget + 1e-9)
-                try:
-                    chol = np.linalg.cholesky(c)
-                except np.linalg.LinAlgError:
-                    continue
-                alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, z))
-                lml = -0.5 * float(z @ alpha) - float(np.log(np.diag(chol)).sum())
-                if best is None or lml > best[0]:
-                    best = (lml, ell, nugget)
-        _, self._ell, nugget = best if best is not None else (0.0, 0.2, 1e-1)
-        c = np.exp(-d2 / (2 * self._ell**2)) + np.diag(noise + nugget + 1e-9)
-        self._chol = np.linalg.cholesky(c)
-        self._alpha = np.linalg.solve(self._chol.T, np.linalg.solve(self._chol, z))
-        self._x = x
-        return self
-
-    def predict(self, weights: FloatArray) -> tuple[FloatArray, FloatArray]:
-        q = np.asarray(weights, dtype=float)
-        d2 = ((q[:, None, :] - self._x[None, :, :]) ** 2).sum(axis=2)
-        ks = np.exp(-d2 / (2 * self._ell**2))
-        mean = ks @ self._alpha
-        v = np.linalg.solve(self._chol, ks.T)
-        var = np.maximum(1.0 - (v**2).sum(axis=0), 1e-12)
-        return self._mu + self._scale * mean, self._scale * np.sqrt(var)
+    def predict(
+        self, weights: FloatArray, *, extra: Mapping[str, Any] | None = None
+    ) -> tuple[FloatArray, FloatArray]: ...
 
 
 def _default_surrogate() -> Surrogate:
     return MixtureSurrogate()
 
 
-class LawSampler(BaseSampler):
-    """Propose data mixtures by retrieval; delegate everything else to an inner sampler.
+def full_budget_estimate(trial: FrozenTrial) -> tuple[float, float] | None:
+    """A finished trial's estimate of its value at the full budget, and its sd; else None.
 
-    For each mixture created with ``suggest_mixture`` (its bounds are recorded in
-    the study), once at least ``min_history`` finished trials carry a score, the
-    sampler
+    * a trial ``RetrievalRerank`` ranked by its value at the full budget
+      (``lawsearch:ranked_by = observed``): that value, sd 0;
+    * one it ranked by the law (``law``): its objective value, the law's prediction,
+      with the sd of its interval at the interval's own level;
+    * one it ranked by its last value: None (a short-budget loss is another scale);
+    * a PRUNED trial with the pruner's ``predicted_final``: that, with its interval;
+    * a COMPLETE trial of an ordinary objective (no ranking recorded): its value, sd 0.
+    """
+    attrs = trial.user_attrs
+    if trial.state == TrialState.COMPLETE and trial.value is not None:
+        ranked = attrs.get(_attrs.RANKED_BY)
+        if not math.isfinite(trial.value) or ranked == "last value":
+            return None
+        if ranked is None or ranked == "observed":
+            return float(trial.value), 0.0
+        return float(trial.value), _sd(attrs, float(trial.value))
+    if trial.state != TrialState.PRUNED:
+        return None
+    pred = attrs.get(_attrs.PREDICTED_FINAL)
+    if pred is None or attrs.get(_attrs.FIT_STATUS) in ("failed", "diverged"):
+        return None
+    return float(pred), _sd(attrs, float(pred))
 
-    1. collects every finished trial's mixture and score: the final value of
-       completed trials, ``lawsearch:predicted_final`` of pruned ones (so pruned
-       trials still teach it), with a standard deviation from the prediction
-       interval (wide intervals weigh less);
-    2. fits the surrogate (``MixtureSurrogate`` by default) to them;
-    3. draws ``n_candidates`` feasible mixtures (uniform in the bounds plus
-       local moves around the best trials, all through the bounded stick-breaking
-       map, so every candidate is feasible);
-    4. returns the candidate with the lowest lower confidence bound
-       ``mean - kappa * std`` (for minimisation) among those at least
-       ``min_distance`` (Euclidean, on the simplex) from every mixture already
-       tried or running, which keeps parallel workers from picking the same point.
 
-    With less history the inner sampler proposes the mixture's stick coordinates
-    like any other parameters.
+def _sd(attrs: Mapping[str, Any], mean: float) -> float:
+    """The sd of a prediction from its interval at that interval's own level."""
+    lo, hi = attrs.get(_attrs.PREDICTED_LO), attrs.get(_attrs.PREDICTED_HI)
+    level = float(attrs.get(_attrs.INTERVAL_LEVEL, _DEFAULT_LEVEL))
+    if lo is None or hi is None or not math.isfinite(float(hi) - float(lo)):
+        return math.inf
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)
+    return max(float(hi) - float(lo), 0.0) / (2.0 * z)
+
+
+class LawSampler(PicklableLock, BaseSampler):
+    """Propose mixtures and LR schedules by retrieval; the rest goes to an inner sampler.
+
+    The space is every mixture ``suggest_mixture`` and every schedule
+    ``suggest_schedule`` recorded in the study (weights; family, peak LR in log
+    scale, warmup and decay fractions). For a new trial:
+
+    1. **Start-up**: while fewer than ``min_history`` lineages have a full-budget
+       estimate, the next point of a scrambled Sobol sequence over the space
+       (its index is the number of candidates the study already has, so a
+       resumed study continues the sequence instead of repeating it).
+    2. **Retrieval**: one surrogate (``MixtureSurrogate`` by default) is fitted to
+       one *full-budget* estimate per lineage (``full_budget_estimate``: a value
+       at the full budget, else the law's prediction with the sd of its interval
+       at its own level; never a short-budget loss), ``n_candidates`` points are
+       drawn (uniform, plus local moves around the best), and the one with the
+       lowest ``mean - kappa * std`` at least ``min_distance`` from every point
+       tried, running or waiting is proposed.
 
     Args:
-        inner: the sampler for ordinary parameters (default: ``TPESampler(seed=seed)``).
-        n_candidates: candidate mixtures scored per proposal.
-        min_history: finished, scored trials needed before retrieval starts.
+        inner: the sampler for the other parameters (default ``TPESampler(seed=seed)``).
+        n_candidates: points scored per proposal.
+        min_history: lineages with a full-budget estimate before retrieval starts.
         kappa: weight of the surrogate's std in the acquisition.
-        min_distance: the diversity radius.
-        local_fraction: share of candidates drawn around the best trials.
+        min_distance: the diversity radius (weights and unit schedule coordinates).
+        local_fraction: share of candidates drawn around the best lineages.
         surrogate: a factory of fresh surrogates (default ``MixtureSurrogate``).
-        seed: seeds candidate draws (per trial number, so results do not depend
-            on thread timing).
+        max_history: the most lineages the surrogate is fitted to: beyond it, the
+            best half by estimate and an even spread of the others (in lineage
+            order), so a proposal's cost stops growing with the study (a GP
+            posterior over all of 10,000 lineages is a 10,000² Cholesky per
+            proposal). Every lineage still counts for the diversity radius.
+        explore_fraction: share of the candidates after start-up that still take the
+            Sobol sequence's next point instead of a retrieved one (spread evenly: at
+            0.5, every other candidate), so a surrogate misled by early estimates keeps
+            seeing new regions. 0 (the default) retrieves every candidate.
+        seed: seeds the Sobol sequence and the candidate draws (per trial number,
+            so proposals depend on the study's history, not on timing).
     """
 
     def __init__(
@@ -134,88 +136,70 @@ class LawSampler(BaseSampler):
         inner: BaseSampler | None = None,
         *,
         n_candidates: int = 2048,
-        min_history: int = 8,
+        min_history: int = 4,
         kappa: float = 1.0,
         min_distance: float = 0.02,
         local_fraction: float = 0.5,
         surrogate: Callable[[], Surrogate] | None = None,
         seed: int | None = None,
+        max_history: int = 512,
+        explore_fraction: float = 0.0,
     ) -> None:
         if n_candidates < 1:
             raise ValueError(f"`n_candidates` must be >= 1; got {n_candidates!r}.")
         if min_history < 2:
             raise ValueError(f"`min_history` must be >= 2; got {min_history!r}.")
+        if max_history < min_history:
+            raise ValueError(
+                f"`max_history` must be >= `min_history` ({min_history}); got {max_history!r}."
+            )
         if kappa < 0:
             raise ValueError(f"`kappa` must be >= 0; got {kappa!r}.")
         if min_distance < 0:
             raise ValueError(f"`min_distance` must be >= 0; got {min_distance!r}.")
         if not 0 <= local_fraction <= 1:
             raise ValueError(f"`local_fraction` must be in [0, 1]; got {local_fraction!r}.")
+        if not 0 <= explore_fraction <= 1:
+            raise ValueError(f"`explore_fraction` must be in [0, 1]; got {explore_fraction!r}.")
         self._inner = inner if inner is not None else TPESampler(seed=seed)
         self.n_candidates = int(n_candidates)
         self.min_history = int(min_history)
+        self.max_history = int(max_history)
         self.kappa = float(kappa)
         self.min_distance = float(min_distance)
         self.local_fraction = float(local_fraction)
+        self.explore_fraction = float(explore_fraction)
         self._surrogate = surrogate or _default_surrogate
         self._seed = (
             int(np.random.SeedSequence(seed).generate_state(1)[0]) if seed is None else seed
         )
         self._lock = threading.Lock()
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
-
     def reseed_rng(self) -> None:
         self._inner.reseed_rng()
-        self._seed = _fresh_seed()
+        self._seed = int(np.random.SeedSequence().generate_state(1)[0])
 
-    # ---- search space -------------------------------------------------------------------
-    def _active_mixtures(self, study: optuna.Study) -> dict[str, MixtureBounds]:
-        specs = mixture_specs(study)
-        if not specs:
-            return {}
-        trials = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        out = {}
-        for name, bounds in specs.items():
-            names = mixture_param_names(name, bounds.k)
-            n = sum(1 for t in trials if _score(t) is not None and names[0] in t.params)
-            if n >= self.min_history:
-                out[name] = bounds
-        return out
+    # ---- search space -----------------------------------------------------------------------
+    def space(self, study: optuna.Study) -> JointSpace:
+        """The mixtures and schedules recorded in ``study``."""
+        return JointSpace(mixture_specs(study), schedule_specs(study))
 
     def infer_relative_search_space(
         self, study: optuna.Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
         space = dict(self._inner.infer_relative_search_space(study, trial))
-        for name, bounds in self._active_mixtures(study).items():
-            for p in mixture_param_names(name, bounds.k):
-                space[p] = FloatDistribution(0.0, 1.0)
+        space.update(self.space(study).distributions())
         return space
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        active = {
-            name: bounds
-            for name, bounds in mixture_specs(study).items()
-            if all(p in search_space for p in mixture_param_names(name, bounds.k))
-        }
-        mixture_params = {p for n, b in active.items() for p in mixture_param_names(n, b.k)}
-        inner_space = {k: v for k, v in search_space.items() if k not in mixture_params}
+        joint = self.space(study)
+        mine = joint.distributions()
+        inner_space = {k: v for k, v in search_space.items() if k not in mine}
         out = dict(self._inner.sample_relative(study, trial, inner_space)) if inner_space else {}
-        for name, bounds in active.items():
-            x = self.propose(study, trial, name, bounds)
-            if x is not None:
-                out.update(
-                    dict(zip(mixture_param_names(name, bounds.k), map(float, x), strict=True))
-                )
+        if joint and all(k in search_space for k in mine):
+            out.update(joint.to_params(self.propose(study, trial, joint)))
         return out
 
     def sample_independent(
@@ -239,102 +223,131 @@ class LawSampler(BaseSampler):
     ) -> None:
         self._inner.after_trial(study, trial, state, values)
 
-    # ---- retrieval --------------------------------------------------------------------------
+    # ---- retrieval ------------------------------------------------------------------------------
     def history(
-        self, study: optuna.Study, name: str, bounds: MixtureBounds
+        self, study: optuna.Study, joint: JointSpace
     ) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """Mixtures, scores and score std of the finished trials (scores: lower is better)."""
-        names = mixture_param_names(name, bounds.k)
+        """Unit-cube points, estimates and their sd: one per lineage (lower is better).
+
+        A lineage is a candidate and its continuations (same parameters); its
+        estimate is the one of its deepest finished trial that has one. A lineage
+        that diverged (``lawsearch:diverged``: NaN/inf or an exploding loss) has no
+        estimate; it counts as worse than the worst one (the worst plus one spread
+        of the estimates), so retrieval learns to avoid its region. Diverged
+        lineages are imputed only once some lineage has an estimate.
+        """
         sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
-        xs, ys, sds = [], [], []
-        for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-            got = _score(t)
-            if got is None or not all(p in t.params for p in names):
+        best: dict[int, tuple[int, FloatArray, float, float]] = {}
+        diverged: dict[int, FloatArray] = {}
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        for t in compat.cached_trials(study, states=states):
+            root = int(t.user_attrs.get(_attrs.ROOT, t.number))
+            if t.user_attrs.get(_attrs.DIVERGED) and (u := joint.from_params(t.params)) is not None:
+                diverged[root] = u
                 continue
-            xs.append([t.params[p] for p in names])
-            ys.append(sign * got[0])
-            sds.append(got[1])
-        if not xs:
-            k = bounds.k
-            return np.zeros((0, k)), np.zeros(0), np.zeros(0)
-        w = bounds.from_unit(np.clip(np.asarray(xs, dtype=float), 0.0, 1.0))
-        y = np.asarray(ys, dtype=float)
-        sd = np.asarray(sds, dtype=float)
+            got = full_budget_estimate(t)
+            u = joint.from_params(t.params) if got is not None else None
+            if got is None or u is None:
+                continue
+            depth = int(t.user_attrs.get(_attrs.RUNG, 0))
+            if root not in best or depth >= best[root][0]:
+                best[root] = (depth, u, sign * got[0], got[1])
+        for root in diverged:
+            best.pop(root, None)  # a lineage that diverged later: its estimate is void
+        if not best:
+            return np.zeros((0, joint.dim)), np.zeros(0), np.zeros(0)
+        rows = [best[r] for r in sorted(best)]
+        x = np.array([r[1] for r in rows])
+        y = np.array([r[2] for r in rows])
+        sd = np.array([r[3] for r in rows])
         known = np.isfinite(sd) & (sd > 0)
         floor = float(np.min(sd[known])) if np.any(known) else max(1e-3 * float(np.std(y)), 1e-6)
         ceiling = max(10.0 * float(np.max(sd[known])) if np.any(known) else 0.0, float(np.std(y)))
         sd = np.where(known, np.maximum(sd, 0.1 * floor), np.where(sd == 0, 0.1 * floor, ceiling))
-        return w, y, np.maximum(sd, 1e-9)
+        if diverged:  # worse than the worst estimate, so the surrogate steers away from there
+            worst = float(np.max(y)) + max(float(np.std(y)), 0.05 * abs(float(np.max(y))), 1e-3)
+            x = np.concatenate([x, np.array([diverged[r] for r in sorted(diverged)])])
+            y = np.concatenate([y, np.full(len(diverged), worst)])
+            sd = np.concatenate([sd, np.full(len(diverged), float(np.median(sd)))])
+        return x, y, np.maximum(sd, 1e-9)
 
-    def propose(
-        self, study: optuna.Study, trial: FrozenTrial, name: str, bounds: MixtureBounds
-    ) -> FloatArray | None:
-        """The stick coordinates of the chosen mixture (None: let the inner sampler choose)."""
-        w, y, sd = self.history(study, name, bounds)
-        if y.size < self.min_history:
-            return None
+    def propose(self, study: optuna.Study, trial: FrozenTrial, joint: JointSpace) -> FloatArray:
+        """The unit-cube point proposed for ``trial`` (start-up point or retrieval)."""
+        x, y, sd = self.history(study, joint)
+        index = self._candidates_before(study, trial)
+        if y.size < self.min_history or self._explores(index):
+            return joint.sobol(index, self._seed)
         rng = np.random.default_rng([self._seed, trial.number])
-        cand = self._candidates(bounds, w, y, rng)
+        cand = self._candidates(joint, x, y, rng)
+        keep = self.training_rows(y)
         with self._lock:  # surrogates need not be thread-safe; fit and score one at a time
             model = self._surrogate()
-            model.fit(w, y, loss_std=sd)
-            mean, std = model.predict(cand)
+            w, extra = joint.features(x[keep])
+            model.fit(w, y[keep], loss_std=sd[keep], extra=extra or None)
+            cw, cextra = joint.features(cand)
+            mean, std = model.predict(cw, extra=cextra or None)
         acq = np.asarray(mean, dtype=float) - self.kappa * np.asarray(std, dtype=float)
-        taken = np.concatenate([w, self._pending(study, trial, name, bounds)])
+        taken = np.concatenate([x, self._pending(study, trial, joint)])
         if taken.size and self.min_distance > 0:
-            d = np.sqrt(((cand[:, None, :] - taken[None, :, :]) ** 2).sum(axis=2)).min(axis=1)
+            d = _nearest(joint.spread(cand), joint.spread(taken))
             acq = np.where(d >= self.min_distance, acq, np.inf)
         if not np.any(np.isfinite(acq)):
-            return None
-        best = cand[int(np.argmin(acq))]
-        return np.clip(bounds.to_unit(best), 0.0, 1.0)
+            return joint.sobol(self._candidates_before(study, trial), self._seed)
+        return cand[int(np.argmin(acq))]
+
+    def _explores(self, index: int) -> bool:
+        """Whether candidate ``index`` (after start-up) is the Sobol sequence's next point."""
+        f = self.explore_fraction
+        return f > 0 and math.floor((index + 1) * f) > math.floor(index * f)
+
+    def training_rows(self, y: FloatArray) -> NDArray[np.intp]:
+        """Indices of the lineages the surrogate is fitted to (all, up to ``max_history``)."""
+        n = y.size
+        if n <= self.max_history:
+            return np.arange(n)
+        best = np.argsort(y, kind="stable")[: self.max_history // 2]
+        rest = np.setdiff1d(np.arange(n), best)
+        spread = rest[np.linspace(0, rest.size - 1, self.max_history - best.size).astype(int)]
+        return np.sort(np.concatenate([best, spread]))
+
+    def _candidates_before(self, study: optuna.Study, trial: FrozenTrial) -> int:
+        """How many candidates (trials that are not continuations) precede ``trial``."""
+        return sum(
+            1
+            for t in compat.cached_trials(study)
+            if t.number < trial.number and _attrs.PARENT not in t.user_attrs
+        )
 
     def _candidates(
-        self, bounds: MixtureBounds, w: FloatArray, y: FloatArray, rng: np.random.Generator
+        self, joint: JointSpace, x: FloatArray, y: FloatArray, rng: np.random.Generator
     ) -> FloatArray:
         n_local = round(self.local_fraction * self.n_candidates)
-        uniform = bounds.sample(self.n_candidates - n_local, rng=rng)
-        if n_local == 0 or w.shape[0] == 0:
+        uniform = joint.sample(self.n_candidates - n_local, rng)
+        if n_local == 0 or x.shape[0] == 0:
             return uniform
-        top = w[np.argsort(y)[: max(1, min(5, w.shape[0]))]]
-        centres = bounds.to_unit(top)[rng.integers(0, top.shape[0], size=n_local)]
+        top = x[np.argsort(y)[: max(1, min(5, x.shape[0]))]]
+        centres = top[rng.integers(0, top.shape[0], size=n_local)]
         scale = rng.choice([0.02, 0.05, 0.15], size=(n_local, 1))
         local = np.clip(centres + rng.normal(0.0, 1.0, size=centres.shape) * scale, 0.0, 1.0)
-        return np.concatenate([uniform, bounds.from_unit(local)])
+        return np.concatenate([uniform, local])
 
-    def _pending(
-        self, study: optuna.Study, trial: FrozenTrial, name: str, bounds: MixtureBounds
-    ) -> FloatArray:
-        """Mixtures of running/waiting trials (so parallel workers spread out)."""
-        names = mixture_param_names(name, bounds.k)
-        xs = [
-            [t.params[p] for p in names]
-            for t in study._get_trials(
-                deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)
-            )
-            if t.number != trial.number and all(p in t.params for p in names)
+    def _pending(self, study: optuna.Study, trial: FrozenTrial, joint: JointSpace) -> FloatArray:
+        """Points of running/waiting trials (so parallel workers spread out)."""
+        points = [
+            u
+            for t in compat.cached_trials(study, states=(TrialState.RUNNING, TrialState.WAITING))
+            if t.number != trial.number and (u := joint.from_params(t.params)) is not None
         ]
-        if not xs:
-            return np.zeros((0, bounds.k))
-        return bounds.from_unit(np.clip(np.asarray(xs, dtype=float), 0.0, 1.0))
+        return np.array(points) if points else np.zeros((0, joint.dim))
 
 
-def _fresh_seed() -> int:
-    return int(np.random.SeedSequence().generate_state(1)[0])
+def _nearest(a: FloatArray, b: FloatArray, block: int = 1024) -> FloatArray:
+    """Distance from each row of ``a`` to its nearest row of ``b``, ``block`` rows of b at a time.
 
-
-def _score(trial: FrozenTrial) -> tuple[float, float] | None:
-    """(score, std): a completed trial's value, or a pruned trial's predicted final."""
-    attrs = trial.user_attrs
-    if trial.state == TrialState.COMPLETE and trial.value is not None:
-        if math.isfinite(trial.value):
-            return float(trial.value), 0.0
-        return None
-    pred = attrs.get(_attrs.PREDICTED_FINAL)
-    if pred is None or attrs.get(_attrs.FIT_STATUS) in ("failed", "diverged"):
-        return None
-    lo, hi = attrs.get(_attrs.PREDICTED_LO), attrs.get(_attrs.PREDICTED_HI)
-    if lo is None or hi is None or not math.isfinite(hi - lo):
-        return float(pred), math.inf
-    # the interval spans [q, 1-q]; for the default q=0.1 that is 2 * 1.2816 std
-    return float(pred), max(float(hi) - float(lo), 0.0) / (2 * 1.2816)
+    The memory is ``len(a) x block`` distances, not ``len(a) x len(b)``.
+    """
+    best = np.full(a.shape[0], np.inf)
+    for i in range(0, b.shape[0], block):
+        part = b[i : i + block]
+        best = np.minimum(best, ((a[:, None, :] - part[None, :, :]) ** 2).sum(axis=2).min(axis=1))
+    return np.sqrt(best)

@@ -1,187 +1,30 @@
-"""Data for the trainer: domains as ``datasets`` datasets, packed blocks, the mixed stream.
+"""Data for the trainer: packed domains (``DomainBlocks``), mixture weights, the mixed stream.
 
-Each domain is loaded from local files (JSONL/JSON with a text field, or plain
-text files, one document per file) or from a ``datasets`` dataset the user
-already has on disk, split into train and held-out *documents* (a fixed split,
-or the one a corpus manifest gives), tokenised and packed into blocks of
-``seq_len + 1`` tokens (inputs and shifted targets).
-
-The mixture is realised by ``datasets.interleave_datasets(probabilities=weights,
-seed=seed + cycle)`` choosing the domain of each draw (see ``MixedStream``); each
-domain walks its blocks epoch by epoch in seeded permutations; when a cycle ends
-a new one starts with the next seed, so a stream never runs dry. Its position
+Each domain is packed once into memory-mapped blocks of ``seq_len + 1`` tokens
+by ``lawsearch.train._pack``. The mixture is realised by
+``datasets.interleave_datasets(probabilities=weights, seed=seed + cycle)``
+choosing the domain of each draw (see ``MixedStream``); each domain walks its
+blocks epoch by epoch in seeded permutations; when a cycle ends a new one
+starts with the next seed, so a stream never runs dry. Its position
 ``(cycle, offset, drawn per domain)`` is the whole data state.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import numbers
-import os
 from collections.abc import Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from lawsearch._errors import did_you_mean
+from lawsearch.train._sources import quiet_datasets
 
-__all__ = ["DomainBlocks", "MixedStream", "check_weights", "load_domain_texts", "pack_domain"]
-
-_JSON_SUFFIXES = (".jsonl", ".json")
-_DATA_VERSION = "pack/1"
-
-
-@contextmanager
-def _quiet_datasets() -> Any:
-    """Silence ``datasets`` progress bars inside the block (core code does not print)."""
-    import datasets
-
-    was_disabled = datasets.are_progress_bars_disabled()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if not was_disabled:
-            datasets.enable_progress_bars()
-
-
-def _looks_like_path(spec: str) -> bool:
-    return spec.startswith(("/", ".", "~")) or Path(spec).suffix != "" or os.sep in spec[:1]
-
-
-def _expand(domain: str, paths: Sequence[str]) -> list[Path]:
-    files: list[Path] = []
-    for raw in paths:
-        p = Path(raw).expanduser()
-        if p.is_dir():
-            files.extend(
-                sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
-            )
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise ValueError(
-                f"`domains.{domain}`: corpus path {str(raw)!r} does not exist; "
-                "give an existing file or folder (or build the demo corpus)."
-            )
-    if not files:
-        raise ValueError(f"`domains.{domain}`: no files under {list(paths)!r}.")
-    return files
-
-
-def _load_files(domain: str, files: list[Path], text_field: str, cache_dir: Path) -> Any:
-    import datasets
-
-    json_files = [str(f) for f in files if f.suffix in _JSON_SUFFIXES]
-    text_files = [str(f) for f in files if f.suffix not in _JSON_SUFFIXES]
-    parts = []
-    with _quiet_datasets():
-        if json_files:
-            ds = datasets.load_dataset(
-                "json", data_files=json_files, split="train", cache_dir=str(cache_dir)
-            )
-            if text_field not in ds.column_names:
-                raise ValueError(
-                    f"`domains.{domain}`: JSON records have no field {text_field!r} "
-                    f"(fields: {ds.column_names}); set `text_field`."
-                )
-            parts.append(
-                ds.select_columns([text_field]).rename_column(text_field, "text")
-                if text_field != "text"
-                else ds.select_columns(["text"])
-            )
-        if text_files:
-            parts.append(
-                datasets.load_dataset(
-                    "text",
-                    data_files=text_files,
-                    split="train",
-                    sample_by="document",
-                    cache_dir=str(cache_dir),
-                ).select_columns(["text"])
-            )
-    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
-
-
-def _load_source(domain: str, spec: Any, text_field: str, cache_dir: Path) -> Any:
-    import datasets
-
-    if (
-        isinstance(spec, str)
-        and not Path(spec).expanduser().exists()
-        and not _looks_like_path(spec)
-    ):
-        try:
-            with _quiet_datasets():
-                ds = datasets.load_dataset(spec, split="train")
-        except Exception as exc:
-            raise ValueError(
-                f"`domains.{domain}`: {spec!r} is neither a local path nor a dataset in the "
-                f"local `datasets` cache ({type(exc).__name__}: {exc})."
-            ) from None
-        return _text_column(domain, ds, text_field, spec)
-    paths = [spec] if isinstance(spec, str | os.PathLike) else list(spec)
-    saved_markers = ("state.json", "dataset_dict.json")
-    if len(paths) == 1 and any((Path(paths[0]).expanduser() / m).is_file() for m in saved_markers):
-        saved = datasets.load_from_disk(str(Path(paths[0]).expanduser()))  # save_to_disk()
-        if isinstance(saved, datasets.DatasetDict):
-            saved = saved["train"]
-        return _text_column(domain, saved, text_field, str(paths[0]))
-    files = _expand(domain, [str(p) for p in paths])
-    return _load_files(domain, files, text_field, cache_dir)
-
-
-def _text_column(domain: str, ds: Any, text_field: str, where: str) -> Any:
-    if text_field not in ds.column_names:
-        raise ValueError(
-            f"`domains.{domain}`: dataset {where!r} has no column {text_field!r}; "
-            f"columns: {ds.column_names}; set `text_field`."
-        )
-    ds = ds.select_columns([text_field])
-    return ds.rename_column(text_field, "text") if text_field != "text" else ds
-
-
-def load_domain_texts(
-    domain: str,
-    spec: Any,
-    *,
-    text_field: str,
-    held_out_fraction: float,
-    held_out_size: int | None,
-    seed: int,
-    cache_dir: Path,
-) -> tuple[Any, Any]:
-    """The (train, held-out) document datasets of one domain, each with a ``text`` column.
-
-    ``spec`` is a path, a list of paths, a ``datasets`` name, or a mapping
-    ``{"train": ..., "held_out": ...}`` giving the split explicitly.
-    """
-    if isinstance(spec, Mapping):
-        unknown = set(spec) - {"train", "held_out"}
-        if unknown or "train" not in spec or "held_out" not in spec:
-            raise ValueError(
-                f"`domains.{domain}` as a mapping needs exactly the keys 'train' and "
-                f"'held_out'; got {sorted(spec)}."
-            )
-        train = _load_source(domain, spec["train"], text_field, cache_dir)
-        held = _load_source(domain, spec["held_out"], text_field, cache_dir)
-        return train, held
-    docs = _load_source(domain, spec, text_field, cache_dir)
-    n = len(docs)
-    test_size: int = held_out_size if held_out_size else max(1, round(held_out_fraction * n))
-    if n < 2 or test_size >= n:
-        raise ValueError(
-            f"`domains.{domain}` has {n} document(s), too few to hold out {test_size}; "
-            "add documents or give an explicit {'train': ..., 'held_out': ...} split."
-        )
-    split = docs.train_test_split(test_size=test_size, seed=seed, shuffle=True)
-    return split["train"], split["test"]
+__all__ = ["DomainBlocks", "MixedStream", "check_weights", "feistel_permute"]
 
 
 @dataclass(frozen=True)
@@ -190,77 +33,21 @@ class DomainBlocks:
 
     Attributes:
         name: the domain name.
-        train: ``(n_train, seq_len + 1)`` int32 (memory-mapped when cached on disk).
-        held_out: ``(n_held_out, seq_len + 1)`` int32.
+        train: ``(n_train, seq_len + 1)`` token ids, memory-mapped (uint16 for a
+            vocabulary below 65,536, else int32).
+        held_out: ``(n_held_out, seq_len + 1)`` token ids, memory-mapped.
+        documents: documents per split (``{"train": n, "held_out": n}``).
     """
 
     name: str
-    train: NDArray[np.int32]
-    held_out: NDArray[np.int32]
+    train: NDArray[Any]
+    held_out: NDArray[Any]
+    documents: Mapping[str, int] | None = None
 
     @property
     def train_tokens(self) -> int:
         """Predicted tokens in one epoch over the train blocks."""
         return int(self.train.shape[0]) * (int(self.train.shape[1]) - 1)
-
-
-def _blocks_of(ds: Any, width: int) -> NDArray[np.int32]:
-    """The ``input_ids`` column as a 2-D array, zero-copy from Arrow when possible."""
-    table = ds.data.table if hasattr(ds.data, "table") else ds.data
-    column = table.column("input_ids").combine_chunks()
-    flat = column.values.to_numpy(zero_copy_only=False)
-    return np.asarray(flat, dtype=np.int32).reshape(-1, width)
-
-
-def pack_domain(
-    name: str,
-    train_docs: Any,
-    held_docs: Any,
-    tokenizer: Any,
-    *,
-    seq_len: int,
-    cache_dir: Path,
-    key: str,
-) -> DomainBlocks:
-    """Tokenise documents (each followed by eos) and pack them into ``seq_len + 1`` blocks."""
-    from datasets import Features, Sequence, Value
-
-    width = seq_len + 1
-    eos = int(tokenizer.eos_token_id)
-    features = Features({"input_ids": Sequence(Value("int32"), length=width)})
-
-    def pack(batch: dict[str, list[str]]) -> dict[str, list[list[int]]]:
-        ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
-        flat = np.fromiter((t for doc in ids for t in (*doc, eos)), dtype=np.int32)
-        n = flat.size // width
-        return {"input_ids": flat[: n * width].reshape(n, width).tolist()}
-
-    out = []
-    for split, docs in (("train", train_docs), ("held_out", held_docs)):
-        fingerprint = hashlib.sha256(
-            f"{_DATA_VERSION}|{key}|{name}|{split}|{docs._fingerprint}|{width}".encode()
-        ).hexdigest()[:32]
-        cache_file = cache_dir / "packed" / f"{fingerprint}.arrow"
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        with _quiet_datasets():
-            packed = docs.map(
-                pack,
-                batched=True,
-                batch_size=256,
-                remove_columns=docs.column_names,
-                features=features,
-                new_fingerprint=fingerprint,
-                cache_file_name=str(cache_file),
-                load_from_cache_file=True,
-            )
-        blocks = _blocks_of(packed, width)
-        if blocks.shape[0] == 0:
-            raise ValueError(
-                f"`domains.{name}`: the {split} split has fewer than seq_len + 1 = {width} "
-                "tokens; add text or lower `seq_len`."
-            )
-        out.append(blocks)
-    return DomainBlocks(name=name, train=out[0], held_out=out[1])
 
 
 def check_weights(weights: Mapping[str, float], domains: Sequence[str]) -> dict[str, float]:
@@ -279,7 +66,7 @@ def check_weights(weights: Mapping[str, float], domains: Sequence[str]) -> dict[
             raise ValueError(f"`mixture[{name!r}]` must be a finite number >= 0; got {w!r}.")
     total = float(sum(weights.values()))
     if abs(total - 1.0) > 1e-6:
-        raise ValueError(f"`mixture` weights must sum to 1 (got {total:.6g}); normalise them.")
+        raise ValueError(f"`mixture` weights must sum to 1 (got {total:.9g}); normalise them.")
     return {d: float(weights.get(d, 0.0)) for d in domains}
 
 
@@ -293,7 +80,10 @@ class MixedStream:
     cycle, whatever the weights: a tiny weight never inflates a cycle, which
     ``all_exhausted`` over the blocks themselves would, by ``1 / weight``). Each
     domain then walks its own blocks epoch by epoch, in a fresh seeded
-    permutation per epoch, so every block is used once before any repeats.
+    permutation per epoch, so every block is used once before any repeats. A
+    domain of more than ``max_permutation`` blocks (1M blocks, 8 MB of indices)
+    permutes with a keyed Feistel network instead (``feistel_permute``), so memory
+    does not grow with the corpus.
     The state is ``(cycle, offset, drawn per domain)``.
     """
 
@@ -304,11 +94,13 @@ class MixedStream:
         *,
         seed: int,
         cycle_draws: int = 4096,
+        max_permutation: int = 1 << 20,
     ) -> None:
         self.sizes = [int(s) for s in sizes]
         self.weights = [float(w) for w in weights]
         self.seed = int(seed)
         self.cycle_draws = int(cycle_draws)
+        self.max_permutation = int(max_permutation)
         self.active = [i for i, w in enumerate(self.weights) if w > 0]
         self.cycle = 0
         self.offset = 0
@@ -328,7 +120,7 @@ class MixedStream:
             )
             for i, p in zip(self.active, probs, strict=True)
         ]
-        with _quiet_datasets():
+        with quiet_datasets():
             mixed = datasets.interleave_datasets(
                 streams,
                 probabilities=probs,
@@ -344,13 +136,19 @@ class MixedStream:
         draws = np.arange(start, start + n)
         out = np.empty(n, dtype=np.int64)
         for epoch in np.unique(draws // size):
+            sel = draws // size == epoch
+            if size > self.max_permutation:  # a keyed bijection: no O(size) array in memory
+                keys = np.random.default_rng([self.seed, domain, int(epoch)]).integers(
+                    0, 2**63, size=4, dtype=np.uint64
+                )
+                out[sel] = feistel_permute(draws[sel] % size, size, keys)
+                continue
             key = (domain, int(epoch))
             if key not in self._perms:
                 if len(self._perms) > 4 * len(self.sizes):
                     self._perms.clear()
                 rng = np.random.default_rng([self.seed, domain, int(epoch)])
                 self._perms[key] = rng.permutation(size).astype(np.int64)
-            sel = draws // size == epoch
             out[sel] = self._perms[key][draws[sel] % size]
         return out
 
@@ -405,3 +203,35 @@ class MixedStream:
                 )
         self.cycle, self.offset, self._order = int(state["cycle"]), int(state["offset"]), None
         self.drawn = [int(x) for x in state["drawn"]]
+
+
+def _mix(x: NDArray[np.uint64]) -> NDArray[np.uint64]:
+    """splitmix64's finaliser: a fast, well-mixing hash of 64-bit integers (wrapping)."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return np.asarray(x ^ (x >> np.uint64(31)), dtype=np.uint64)
+
+
+def feistel_permute(
+    index: NDArray[np.int64], size: int, keys: NDArray[np.uint64]
+) -> NDArray[np.int64]:
+    """A keyed bijection of ``[0, size)`` applied to ``index``, without a permutation array.
+
+    A balanced Feistel network (one round per key) on the smallest even number of
+    bits covering ``size``, with cycle walking: a value that lands outside
+    ``[0, size)`` is permuted again until it lands inside (fewer than 4 times on
+    average), which keeps the map a bijection of ``[0, size)``.
+    """
+    half = max(1, (int(size - 1).bit_length() + 1) // 2)
+    shift, mask = np.uint64(half), np.uint64((1 << half) - 1)
+    y = np.asarray(index, dtype=np.uint64).copy()
+    todo = np.ones(y.shape, dtype=bool)
+    while todo.any():
+        v = y[todo]
+        left, right = v >> shift, v & mask
+        for k in keys:
+            left, right = right, left ^ (_mix(right ^ np.uint64(k)) & mask)
+        v = (left << shift) | right
+        y[todo] = v
+        todo[todo] = v >= np.uint64(size)
+    return y.astype(np.int64)

@@ -13,6 +13,13 @@ The ``report`` callback is the only channel back to the search:
 * it may raise (e.g. ``optuna.TrialPruned``); the trainer lets the exception
   propagate after leaving no half-written checkpoint behind.
 
+A trainer that writes checkpoints while it trains (every ``checkpoint_every``
+steps) takes an optional ``on_checkpoint(step, checkpoint)`` keyword and calls it
+after each one is complete on disk (written to a temporary name, then renamed):
+the search records it in the trial, so a retry after a crash resumes from the
+last one instead of the trial's start. Trainers without it still work; their
+retries restart from where the trial started.
+
 ``step`` is the *optimizer step* (an int that fits in 32 bits), ``value`` the
 evaluation loss (lower is better) and ``extras`` plain JSON-safe floats/strings
 (per-domain losses, tokens seen, learning rate, ...).
@@ -24,7 +31,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ReportFn", "TrainResult", "Trainer", "never_stop"]
+__all__ = [
+    "CheckpointFn",
+    "ReportFn",
+    "TrainResult",
+    "Trainer",
+    "never_stop",
+    "takes_on_checkpoint",
+]
 
 
 @runtime_checkable
@@ -32,6 +46,13 @@ class ReportFn(Protocol):
     """``report(step, value, extras) -> stop?`` called after each evaluation."""
 
     def __call__(self, step: int, value: float, extras: Mapping[str, Any]) -> bool | None: ...
+
+
+@runtime_checkable
+class CheckpointFn(Protocol):
+    """``on_checkpoint(step, checkpoint)``: a resumable checkpoint of ``step`` now exists."""
+
+    def __call__(self, step: int, checkpoint: str) -> None: ...
 
 
 def never_stop(step: int, value: float, extras: Mapping[str, Any]) -> bool:
@@ -91,3 +112,16 @@ class Trainer(Protocol):
         resume_from: str | None = None,
         report: ReportFn,
     ) -> TrainResult: ...
+
+
+def takes_on_checkpoint(trainer: Any) -> bool:
+    """Whether ``trainer.train`` accepts the optional ``on_checkpoint`` keyword."""
+    import inspect
+
+    try:
+        params = inspect.signature(trainer.train).parameters
+    except (TypeError, ValueError):
+        return False
+    return "on_checkpoint" in params or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from lawsearch._picklable import PicklableLock
 from lawsearch.train._protocol import ReportFn, TrainResult
 
 __all__ = ["ReplayCurve", "ReplayTrainer"]
@@ -76,7 +78,7 @@ class ReplayCurve:
         return int(self.steps[-1])
 
 
-class ReplayTrainer:
+class ReplayTrainer(PicklableLock):
     """A :class:`~lawsearch.train.Trainer` that replays recorded curves.
 
     ``train(config, budget_steps=b, resume_from=ckpt, report=fn)`` looks up the
@@ -94,6 +96,11 @@ class ReplayTrainer:
         config_key: the ``config`` entry that names the curve.
         compute_per_step: compute of one optimizer step (e.g. tokens per step).
         compute_unit: the unit of ``compute_per_step``.
+        step_seconds: wall seconds one optimizer step takes: before reporting a
+            point the replay sleeps ``(step - previous step) * step_seconds``, so
+            several workers replaying at once spend their time as training would
+            (waiting, not computing) and what differs between them is coordination.
+            0 (the default) replays at once.
     """
 
     def __init__(
@@ -103,28 +110,23 @@ class ReplayTrainer:
         config_key: str = "config_id",
         compute_per_step: float = 1.0,
         compute_unit: str = "steps",
+        step_seconds: float = 0.0,
     ) -> None:
         if not curves:
             raise ValueError("`curves` is empty; pass at least one recorded curve.")
         if not compute_per_step > 0:
             raise ValueError(f"`compute_per_step` must be > 0; got {compute_per_step!r}.")
+        if not (math.isfinite(step_seconds) and step_seconds >= 0):
+            raise ValueError(f"`step_seconds` must be >= 0; got {step_seconds!r}.")
         self.curves: dict[Hashable, ReplayCurve] = {
             k: c if isinstance(c, ReplayCurve) else ReplayCurve.of(*c) for k, c in curves.items()
         }
         self.config_key = config_key
         self.compute_per_step = float(compute_per_step)
         self.compute_unit = compute_unit
+        self.step_seconds = float(step_seconds)
         self._lock = threading.Lock()
         self._by_key: dict[Hashable, float] = {}
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
     # ------------------------------------------------------------ accounting
     @property
@@ -211,6 +213,8 @@ class ReplayTrainer:
             for i in range(lo, hi):
                 step = int(curve.steps[i])
                 value = float(curve.values[i])
+                if self.step_seconds:
+                    time.sleep((step - reached) * self.step_seconds)
                 reached = step
                 steps.append(step)
                 values.append(value)
@@ -219,6 +223,8 @@ class ReplayTrainer:
                     stopped = True
                     break
             else:
+                if self.step_seconds and end > reached:
+                    time.sleep((end - reached) * self.step_seconds)
                 reached = max(reached, end)
         finally:
             spent = max(reached - start, 0) * self.compute_per_step

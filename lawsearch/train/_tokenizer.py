@@ -1,4 +1,12 @@
-"""A byte-level BPE tokenizer trained locally on the study's corpus and cached by its hash."""
+"""The study's tokenizer: a local pretrained one, or a byte-level BPE trained on a bounded sample.
+
+``load_pretrained_tokenizer(path)`` reads a folder written by
+``tokenizer.save_pretrained`` (offline: ``local_files_only=True``).
+``load_or_train_tokenizer`` trains a byte-level BPE on the texts it is given
+(the trainer passes each domain's first train documents up to
+``DataSpec.tokenizer_sample_bytes``, all of them for a small corpus such as the
+demo's) and caches it under the hash of those texts.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EOS", "corpus_hash", "load_or_train_tokenizer"]
+__all__ = ["EOS", "corpus_hash", "load_or_train_tokenizer", "load_pretrained_tokenizer"]
 
 EOS = "<|endoftext|>"
 _VERSION = "bytelevel-bpe/1"
@@ -87,3 +95,34 @@ def load_or_train_tokenizer(
 
 def tokenizer_version() -> str:
     return _VERSION
+
+
+def load_pretrained_tokenizer(path: str | os.PathLike[str]) -> Any:
+    """A tokenizer saved with ``save_pretrained`` in a local folder (never downloaded).
+
+    Raises:
+        ValueError: no such folder, no tokenizer in it, or no eos token (documents
+            are separated by eos when packed); the message names ``tokenizer.path``.
+    """
+    from transformers import AutoTokenizer
+
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise ValueError(
+            f"`tokenizer.path` = {str(path)!r} is not a folder; give a local folder written by "
+            "`tokenizer.save_pretrained(...)` (tokenizer.json, tokenizer_config.json, ...)."
+        )
+    try:
+        tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except Exception as exc:  # transformers raises OSError/ValueError/KeyError here
+        raise ValueError(
+            f"`tokenizer.path` = {str(path)!r}: no tokenizer could be loaded from it offline "
+            f"({type(exc).__name__}: {str(exc)[:200]}); save one there with "
+            "`tokenizer.save_pretrained(folder)`."
+        ) from None
+    if tok.eos_token_id is None:
+        raise ValueError(
+            f"`tokenizer.path` = {str(path)!r}: the tokenizer has no eos token, which separates "
+            "documents in the packed blocks; set `tokenizer.eos_token = ...` and save it again."
+        )
+    return tok

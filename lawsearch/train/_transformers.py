@@ -1,4 +1,4 @@
-"""``TransformersTrainer``: trains a Llama model on a data mixture with a given LR schedule.
+"""``TransformersTrainer``: trains a causal LM on a data mixture with a given LR schedule.
 
 One ``train`` call, top to bottom::
 
@@ -16,11 +16,9 @@ returns the same ``TrainResult``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
-import os
 import threading
 import time
 from collections.abc import Mapping
@@ -32,141 +30,23 @@ import numpy as np
 
 from lawsearch._errors import did_you_mean
 from lawsearch.schedules import Schedule
-from lawsearch.train._checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from lawsearch.train._data import (
-    DomainBlocks,
-    MixedStream,
-    check_weights,
-    load_domain_texts,
-    pack_domain,
+from lawsearch.train._checkpoint import (
+    FORMAT,
+    capture_rng,
+    check_checkpoint,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
 )
+from lawsearch.train._data import DomainBlocks, MixedStream, check_weights
 from lawsearch.train._ddp import Dist, setup_distributed
+from lawsearch.train._evaluate import autocast_ctx, embedding_dimensions, held_out_loss
 from lawsearch.train._model import ModelSpec, build_model
-from lawsearch.train._protocol import ReportFn, TrainResult
-from lawsearch.train._tokenizer import load_or_train_tokenizer
+from lawsearch.train._pack import prepare_domains
+from lawsearch.train._protocol import CheckpointFn, ReportFn, TrainResult
+from lawsearch.train._specs import DataSpec, TrainSpec
 
 __all__ = ["DataSpec", "ModelSpec", "TrainSpec", "TransformersTrainer"]
-
-DEVICES = ("auto", "cpu", "cuda")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-_CKPT_FORMAT = "lawsearch-checkpoint/1"
-
-
-@dataclass(frozen=True, kw_only=True)
-class DataSpec:
-    """The study's domains and how each is split.
-
-    Attributes:
-        domains: name -> source, where a source is a path (file or folder), a list of
-            paths, a ``datasets`` dataset name already in the local cache, or a mapping
-            ``{"train": source, "held_out": source}`` with the split given (as
-            ``CorpusManifest.data_domains()`` returns). Files: ``.jsonl``/``.json``
-            records with ``text_field``, anything else one document per file.
-        held_out_fraction: documents held out per domain when no split is given.
-        held_out_size: documents held out per domain (overrides the fraction if > 0).
-        text_field: the text field of JSON records and datasets.
-        seed: seeds the held-out split.
-        min_frequency: minimum pair count of a BPE merge.
-        cache_dir: tokenizers and packed blocks (``""``: ``~/.cache/lawsearch``).
-    """
-
-    domains: Mapping[str, Any]
-    held_out_fraction: float = 0.1
-    held_out_size: int = 0
-    text_field: str = "text"
-    seed: int = 0
-    min_frequency: int = 2
-    cache_dir: str = ""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.domains, Mapping) or not self.domains:
-            raise ValueError(
-                f"`DataSpec.domains` must map at least one domain name to a source; "
-                f"got {self.domains!r}."
-            )
-        if not 0.0 < self.held_out_fraction < 1.0:
-            raise ValueError(
-                f"`DataSpec.held_out_fraction` must be in (0, 1); got {self.held_out_fraction!r}."
-            )
-        if self.held_out_size < 0:
-            raise ValueError(f"`DataSpec.held_out_size` must be >= 0; got {self.held_out_size!r}.")
-
-    @classmethod
-    def from_manifest(
-        cls, manifest: Any, names: Mapping[str, str] | None = None, **options: Any
-    ) -> DataSpec:
-        """Domains of a demo ``CorpusManifest`` with its recorded held-out split.
-
-        Args:
-            manifest: from ``build_demo_corpus`` or ``load_manifest``.
-            names: study domain name -> demo domain (default: all, under their names).
-            **options: the other ``DataSpec`` fields.
-        """
-        return cls(domains=manifest.data_domains(names), **options)
-
-    def resolved_cache_dir(self) -> Path:
-        if self.cache_dir:
-            return Path(self.cache_dir).expanduser()
-        base = os.environ.get("LAWSEARCH_CACHE") or Path.home() / ".cache" / "lawsearch"
-        return Path(base)
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainSpec:
-    """The training loop shared by every trial.
-
-    Attributes:
-        batch_size: sequences per optimizer step, over all DDP ranks.
-        eval_every: optimizer steps between held-out evaluations (and reports).
-        eval_batches: held-out batches (of ``batch_size`` blocks) per domain.
-        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
-        dtype: ``auto`` (bf16 autocast on CUDA when supported, else fp32), ``float32``,
-            ``bfloat16`` (autocast) or ``float16`` (autocast + grad scaler, CUDA only).
-        checkpoint_dir: where ``<run id>/step-XXXXXXXX.pt`` go (``""``: no checkpoints).
-        checkpoint_every: also checkpoint every that many steps (0: only at the end).
-        seed: model initialisation and mixture order (``config["seed"]`` overrides).
-        weight_decay: AdamW decoupled weight decay on matrices.
-        grad_clip: global gradient-norm clip (0: off).
-        betas: AdamW betas.
-        threads: ``torch.set_num_threads`` (0: leave torch's default).
-        target_domains: domains whose mean held-out loss is the reported value
-            (empty: all domains).
-    """
-
-    batch_size: int = 8
-    eval_every: int = 10
-    eval_batches: int = 2
-    device: str = "auto"
-    dtype: str = "auto"
-    checkpoint_dir: str = ""
-    checkpoint_every: int = 0
-    seed: int = 0
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    betas: tuple[float, float] = (0.9, 0.95)
-    threads: int = 0
-    target_domains: tuple[str, ...] = field(default_factory=tuple)
-
-    def __post_init__(self) -> None:
-        for name in ("batch_size", "eval_every", "eval_batches"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"`TrainSpec.{name}` must be a positive integer; got {value!r}.")
-        if self.device not in DEVICES:
-            raise ValueError(
-                f"`TrainSpec.device` must be one of {DEVICES}; got {self.device!r}"
-                + did_you_mean(self.device, DEVICES)
-            )
-        if self.dtype not in DTYPES:
-            raise ValueError(
-                f"`TrainSpec.dtype` must be one of {DTYPES}; got {self.dtype!r}"
-                + did_you_mean(self.dtype, DTYPES)
-            )
-        if self.checkpoint_every < 0 or self.threads < 0 or self.grad_clip < 0:
-            raise ValueError(
-                "`TrainSpec.checkpoint_every`, `threads` and `grad_clip` must be >= 0."
-            )
-        object.__setattr__(self, "target_domains", tuple(self.target_domains))
 
 
 @dataclass
@@ -184,13 +64,17 @@ class _Run:
 
 
 class TransformersTrainer:
-    """Trains a Llama-family model on a weighted mixture of domains (``Trainer`` protocol).
+    """Trains a causal LM (the Llama shorthand or any ``transformers`` config) on a mixture.
+
+    Implements the ``Trainer`` protocol; the data are prepared once
+    (``lawsearch.train._pack.prepare_domains``) and read memory-mapped.
 
     ``config`` of ``train`` holds ``"mixture"`` (domain -> weight, summing to 1),
     ``"schedule"`` (a ``lawsearch.schedules.Schedule`` or its dict) and optionally
     ``"seed"`` and ``"run_id"``; other keys (e.g. raw Optuna params) are ignored.
 
-    Reports: ``value`` is the mean held-out loss over ``target_domains``; ``extras``
+    Reports: ``value`` is the held-out loss weighted by ``target_weights`` (else the
+    mean over ``target_domains``, all by default); ``extras``
     has ``lr`` (``schedule.lr(step)``, the LR of the next update), ``train_loss``,
     ``intrinsic_time`` (sum of the LRs applied so far), ``tokens``,
     ``tokens_per_step``, ``loss/<d>``, ``tokens/<d>``, ``epochs/<d>`` per domain, and
@@ -225,6 +109,12 @@ class TransformersTrainer:
                 f"`TrainSpec.target_domains` names unknown domain {unknown[0]!r}; known: "
                 f"{list(data.domains)}" + did_you_mean(unknown[0], list(data.domains))
             )
+        unknown = [d for d in train.target_weights if d not in data.domains]
+        if unknown:
+            raise ValueError(
+                f"`TrainSpec.target_weights` names unknown domain {unknown[0]!r}; known: "
+                f"{list(data.domains)}" + did_you_mean(unknown[0], list(data.domains))
+            )
         self.model_spec = model
         self.data_spec = data
         self.train_spec = train
@@ -246,49 +136,9 @@ class TransformersTrainer:
                 self._prepare()
 
     def _prepare(self) -> None:
-        ds, ms = self.data_spec, self.model_spec
-        cache = ds.resolved_cache_dir()
-        splits = {
-            name: load_domain_texts(
-                name,
-                spec,
-                text_field=ds.text_field,
-                held_out_fraction=ds.held_out_fraction,
-                held_out_size=ds.held_out_size or None,
-                seed=ds.seed,
-                cache_dir=cache / "datasets",
-            )
-            for name, spec in ds.domains.items()
-        }
-        tokenizer = load_or_train_tokenizer(
-            [list(train["text"]) for train, _ in splits.values()],
-            vocab_size=ms.vocab_size,
-            min_frequency=ds.min_frequency,
-            cache_dir=cache / "tokenizers",
+        self._tokenizer, self._blocks, self._data_key = prepare_domains(
+            self.data_spec, self.model_spec
         )
-        if len(tokenizer) > ms.vocab_size:
-            raise ValueError(f"tokenizer has {len(tokenizer)} tokens > vocab_size {ms.vocab_size}.")
-        key_src = json.dumps(
-            {
-                "vocab": tokenizer.backend_tokenizer.to_str(),
-                "splits": {n: [t._fingerprint, h._fingerprint] for n, (t, h) in splits.items()},
-            },
-            sort_keys=True,
-        )
-        self._data_key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
-        self._tokenizer = tokenizer
-        self._blocks = [
-            pack_domain(
-                name,
-                train,
-                held,
-                tokenizer,
-                seq_len=ms.seq_len,
-                cache_dir=cache / "blocks",
-                key=self._data_key,
-            )
-            for name, (train, held) in splits.items()
-        ]
 
     @property
     def tokenizer(self) -> Any:
@@ -363,6 +213,13 @@ class TransformersTrainer:
 
     # ---- state -------------------------------------------------------------------------
 
+    def _build_model(self) -> Any:
+        return build_model(
+            self.model_spec,
+            eos_token_id=int(self._tokenizer.eos_token_id),
+            vocab_needed=len(self._tokenizer),
+        )
+
     def _run_id(self, weights: Mapping[str, float], schedule: Schedule, seed: int) -> str:
         spec = json.dumps(
             {
@@ -387,7 +244,7 @@ class TransformersTrainer:
         with self._lock:
             torch.manual_seed(seed)
             np.random.seed(seed % 2**32)  # noqa: NPY002 (seed user code relying on it)
-            model = build_model(self.model_spec, eos_token_id=int(self._tokenizer.eos_token_id))
+            model = self._build_model()
         model.to(device)
         decay = [p for p in model.parameters() if p.ndim >= 2]
         no_decay = [p for p in model.parameters() if p.ndim < 2]
@@ -418,18 +275,11 @@ class TransformersTrainer:
 
     def _resume(self, run: _Run, path: str, weights: Mapping[str, float], seed: int) -> None:
         payload = load_checkpoint(path)
-        checks = {
-            "mixture": (payload["mixture"], weights),
-            "seed": (payload["seed"], seed),
-            "model_spec": (payload["model_spec"], asdict(self.model_spec)),
-            "data_key": (payload["data_key"], self._data_key),
-        }
-        for name, (theirs, mine) in checks.items():
-            if json.dumps(theirs, sort_keys=True) != json.dumps(mine, sort_keys=True):
-                raise ValueError(
-                    f"`resume_from`: the checkpoint's {name} ({theirs!r}) differs from this "
-                    f"run's ({mine!r}); resume with the configuration that wrote it."
-                )
+        check_checkpoint(
+            payload,
+            {"mixture": dict(weights), "seed": seed, **self.checkpoint_identity()},
+            path,
+        )
         run.model.load_state_dict(payload["model"])
         run.optimizer.load_state_dict(payload["optimizer"])
         if run.scaler is not None and payload.get("scaler"):
@@ -439,6 +289,14 @@ class TransformersTrainer:
         run.rows_seen = list(payload["rows_seen"])
         run.intrinsic_time = float(payload["intrinsic_time"])
         restore_rng(payload["rng"])
+
+    def checkpoint_identity(self) -> dict[str, Any]:
+        """What a checkpoint must share with this trainer to resume (model and data)."""
+        return {"model_spec": asdict(self.model_spec), "data_key": self._data_key}
+
+    def check_checkpoint(self, path: str) -> None:
+        """Raise a ``ValueError`` (with the fix) unless ``path`` loads and fits this trainer."""
+        check_checkpoint(load_checkpoint(path, mmap=True), self.checkpoint_identity(), path)
 
     def _save(
         self, run: _Run, weights: Mapping[str, float], schedule: Schedule, seed: int, dist: Dist
@@ -451,7 +309,7 @@ class TransformersTrainer:
             save_checkpoint(
                 path,
                 {
-                    "format": _CKPT_FORMAT,
+                    "format": FORMAT,
                     "run_id": run.run_id,
                     "step": run.step,
                     "model": run.model.state_dict(),
@@ -475,43 +333,19 @@ class TransformersTrainer:
 
     def evaluate(self, model: Any, device: Any, autocast: Any, dist: Dist) -> dict[str, Any]:
         """Held-out loss: mean over target domains, per domain, and per token position."""
-        import torch
-        import torch.nn.functional as F
-
         assert self._blocks is not None
-        ts, L = self.train_spec, self.model_spec.seq_len
-        n_eval = ts.eval_batches * ts.batch_size
-        sums = torch.zeros(len(self._blocks), L, dtype=torch.float64, device=device)
-        counts = torch.zeros(len(self._blocks), dtype=torch.float64, device=device)
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            for d, blocks in enumerate(self._blocks):
-                held = blocks.held_out[:n_eval][dist.rank :: dist.world]
-                for start in range(0, held.shape[0], ts.batch_size):
-                    chunk = torch.from_numpy(np.array(held[start : start + ts.batch_size])).to(
-                        device, torch.long
-                    )
-                    with _autocast_ctx(device, autocast):
-                        logits = model(input_ids=chunk[:, :-1]).logits
-                    ce = F.cross_entropy(
-                        logits.float().transpose(1, 2), chunk[:, 1:], reduction="none"
-                    )
-                    sums[d] += ce.sum(0).double()
-                    counts[d] += ce.shape[0]
-        model.train(was_training)
-        dist.all_reduce_sum(sums)
-        dist.all_reduce_sum(counts)
-        per_domain = (sums.sum(1) / (counts * L)).cpu().numpy()
-        per_position = (sums.sum(0) / counts.sum()).cpu().numpy()
-        names = [b.name for b in self._blocks]
-        targets = ts.target_domains or tuple(names)
-        mean = float(np.mean([per_domain[names.index(t)] for t in targets]))
-        return {
-            "mean": mean,
-            "by_domain": {n: float(v) for n, v in zip(names, per_domain, strict=True)},
-            "per_position": [float(v) for v in per_position],
-        }
+        ts = self.train_spec
+        return held_out_loss(
+            model,
+            self._blocks,
+            n_blocks=ts.eval_batches * ts.batch_size,
+            batch_size=ts.batch_size,
+            targets=ts.target_domains,
+            weights=ts.target_weights,
+            device=device,
+            autocast=autocast,
+            dist=dist,
+        )
 
     def intrinsic_dimensions(
         self,
@@ -525,33 +359,22 @@ class TransformersTrainer:
         """Levina–Bickel intrinsic dimension of each domain's final-layer token embeddings.
 
         The model is the one saved in ``checkpoint`` (or a freshly initialised one);
-        up to ``max_tokens`` held-out positions per domain are embedded by the last
-        layer (after the final norm) and passed to ``lawsearch.intrinsic_dim``.
+        see ``lawsearch.train._evaluate.embedding_dimensions``.
 
         Returns:
             Domain name -> estimated intrinsic dimension.
         """
         import torch
 
-        from lawsearch.intrinsic_dim import levina_bickel
-
         self.prepare()
         assert self._blocks is not None
         torch.manual_seed(self.train_spec.seed)
-        model = build_model(self.model_spec, eos_token_id=int(self._tokenizer.eos_token_id))
+        model = self._build_model()
         if checkpoint is not None:
             model.load_state_dict(load_checkpoint(checkpoint)["model"])
-        model.eval()
-        out: dict[str, float] = {}
-        L = self.model_spec.seq_len
-        with torch.no_grad():
-            for blocks in self._blocks:
-                held = blocks.held_out[: max(1, -(-max_tokens // L))]
-                x = torch.from_numpy(np.array(held[:, :-1])).long()
-                hidden = model(input_ids=x, output_hidden_states=True).hidden_states[-1]
-                points = hidden.reshape(-1, hidden.shape[-1])[:max_tokens].double().numpy()
-                out[blocks.name] = float(levina_bickel(points, k1=k1, k2=k2, metric=metric))
-        return out
+        return embedding_dimensions(
+            model, self._blocks, max_tokens=max_tokens, k1=k1, k2=k2, metric=metric
+        )
 
     # ---- training ----------------------------------------------------------------------
 
@@ -562,8 +385,13 @@ class TransformersTrainer:
         budget_steps: int,
         resume_from: str | None = None,
         report: ReportFn,
+        on_checkpoint: CheckpointFn | None = None,
     ) -> TrainResult:
-        """Train ``config`` up to optimizer step ``budget_steps`` (absolute), reporting evals."""
+        """Train ``config`` up to optimizer step ``budget_steps`` (absolute), reporting evals.
+
+        ``on_checkpoint(step, path)`` is called (rank 0) after each ``checkpoint_every``
+        checkpoint is renamed into place.
+        """
         import torch
 
         if not isinstance(budget_steps, int | np.integer) or budget_steps < 1:
@@ -599,6 +427,8 @@ class TransformersTrainer:
             model = DistributedDataParallel(
                 run.model, device_ids=[device.index] if device.type == "cuda" else None
             )
+        if ts.compile:
+            model = torch.compile(model)
         model.train()
 
         stop_at = min(int(budget_steps), schedule.total_steps)
@@ -611,6 +441,14 @@ class TransformersTrainer:
         stopped = False
         checkpoint: str | None = None
         t0 = time.perf_counter()
+        if ts.eval_at_start and run.step == 0 and resume_from is None:
+            ev = self.evaluate(run.model, device, amp_dtype, dist)
+            extras = self._extras(run, ev, schedule, math.nan)
+            del extras["train_loss"]  # nothing trained yet
+            steps.append(0)
+            values.append(ev["mean"])
+            if dist.is_main:
+                report(0, ev["mean"], extras)
         while run.step < stop_at:
             lr = float(schedule.lr(run.step))
             for group in run.optimizer.param_groups:
@@ -641,6 +479,8 @@ class TransformersTrainer:
                     break
             if ts.checkpoint_every and run.step % ts.checkpoint_every == 0 and run.step < stop_at:
                 checkpoint = self._save(run, weights, schedule, seed, dist)
+                if checkpoint is not None and on_checkpoint is not None and dist.is_main:
+                    on_checkpoint(run.step, checkpoint)
         elapsed = time.perf_counter() - t0
         if run.step > start_step or resume_from is None:
             checkpoint = self._save(run, weights, schedule, seed, dist)
@@ -669,7 +509,7 @@ class TransformersTrainer:
         import torch
         import torch.nn.functional as F
 
-        with _autocast_ctx(x.device, amp_dtype):
+        with autocast_ctx(x.device, amp_dtype):
             logits = model(input_ids=x[:, :-1]).logits
         loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
         scaler = run.scaler
@@ -750,11 +590,3 @@ class TransformersTrainer:
             exhausted=run.step >= schedule.total_steps,
             extras=extras,
         )
-
-
-def _autocast_ctx(device: Any, dtype: Any) -> Any:
-    import torch
-
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)

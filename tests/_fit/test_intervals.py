@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from lawsearch._fit import trend_range, trend_ratio
 from lawsearch._fit._intervals import backtest_rate, unseen_lr_drop
 from lawsearch.laws import PowerLaw
 from lawsearch.schedules import Schedule
@@ -155,3 +156,17 @@ def test_a_parameter_the_data_do_not_identify_is_left_out_of_the_delta_method() 
     v_full = _parameter_variance(result, feats, center)
     np.testing.assert_allclose(v_huge, v_dropped, rtol=1e-6)
     assert np.all(np.isfinite(v_full)) and v_huge[0] < 1.0
+
+
+def test_trend_range_is_where_the_trend_ratio_reaches_its_bound() -> None:
+    _, ys = power_curves(1, seed=33)
+    steps, losses = STEPS[:40], ys[0][:40]
+    target = float(STEPS[-1])
+    low, high = trend_range(steps, losses, target, 2.0)
+    assert low < losses[-1] < high
+    assert trend_ratio(steps, losses, target, low) == pytest.approx(2.0)
+    assert trend_ratio(steps, losses, target, high) == pytest.approx(-2.0)
+    # nothing beyond the curve, or a flat curve: only the last value
+    assert trend_range(steps, losses, float(steps[-1]), 2.0) == (losses[-1], losses[-1])
+    flat = np.full(40, 1.5)
+    assert trend_range(steps, flat, target, 2.0) == (1.5, 1.5)

@@ -24,8 +24,22 @@ def test_tiny_replay_runs_every_method(shared_data: Path, tmp_path: Path, capsys
     for r in payload["ranking"]:
         assert -1.0 <= r["spearman_last"] <= 1.0 and -1.0 <= r["spearman_law"] <= 1.0
         assert 0.0 <= r["recall_law"] <= 1.0
+    # per task: every method in each variant, the default LawPruner checked against its rivals
+    per = {(r["variant"], r["method"]): r for r in payload["per_task"]}
+    assert set(per) == cells
+    law = per[("all", "law")]
+    assert law["in_sample"] is True and len(law["total_pct"]) == 1
+    assert isinstance(law["target_met"], bool)
+    for rival in ("median", "percentile"):
+        gap = law["total_pct"][0] - per[("all", rival)]["total_pct"][0]
+        assert law["vs"][rival]["compute_margin_pct"] == pytest.approx(gap)
+        if gap >= 0:  # more compute than the rival: the target is not met against it
+            assert law["vs"][rival]["met"] is False
+    assert law["target_met"] is all(law["vs"][r]["met"] for r in ("median", "percentile"))
+    assert payload["law_options"] == {}  # the law method runs LawPruner's defaults
     assert (tmp_path / "search_replay.png").read_bytes()[:4] == b"\x89PNG"
-    assert "## Ranking at epoch 5" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "## Ranking at epoch 5" in out and "## Per task, variant 'all'" in out
 
 
 def test_permutations_are_shared_by_methods_and_regret_is_normalised(shared_data: Path) -> None:

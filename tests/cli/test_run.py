@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,8 +15,10 @@ import pytest
 from optuna.trial import TrialState
 
 from lawsearch.cli import main
-from lawsearch.cli._run import execute, recover_orphans
+from lawsearch.cli._run import execute
 from lawsearch.config import load_study
+from lawsearch.storage import recover_orphans
+from lawsearch.study import open_study_storage
 from lawsearch.train import TrainResult
 
 P = "lawsearch:"
@@ -169,8 +172,9 @@ def test_run_resume_and_report(tmp_path: Path, capsys: pytest.CaptureFixture[str
     trainer = SyntheticTrainer(cfg.train.eval_every)
     assert execute(cfg, trainer=trainer, progress=True) == 0
     out = capsys.readouterr()
-    assert "| rank | trial | state" in out.out
-    assert f"dashboard: optuna-dashboard {cfg.study.storage}" in out.out
+    assert re.search(r"\| rank \| trial \| reached +\| ranked by", out.out)
+    # the venv's executable by its full path, the journal by its absolute path: any shell
+    assert f"optuna-dashboard {Path(cfg.study.storage).absolute()}" in out.out
     assert "search" in out.err  # the tqdm bar
     _, study = _load(study_file, tmp_path)
     trials = study.get_trials(deepcopy=False)
@@ -207,16 +211,14 @@ def test_run_resume_and_report(tmp_path: Path, capsys: pytest.CaptureFixture[str
     (report / "table.md").unlink()
     assert main(["report", str(study_file), "--root", str(tmp_path)]) == 0
     assert (report / "table.md").read_text().startswith("# tiny")
-    assert "| rank | trial | state" in capsys.readouterr().out
+    assert re.search(r"\| rank \| trial \| reached +\| ranked by", capsys.readouterr().out)
 
 
 def test_interrupted_trial_of_a_dead_process_is_retried(tmp_path: Path) -> None:
     study_file = _write_study(tmp_path)
     cfg = load_study(study_file, run_root=tmp_path)
-    from lawsearch.config import open_storage
-
     # a process asked for a continuation of candidate 0, trained to step 45 and died
-    study = optuna.create_study(study_name="tiny", storage=open_storage(cfg))
+    study = optuna.create_study(study_name="tiny", storage=open_study_storage(cfg))
     trial = study.ask()
     trial.suggest_float("x", 0, 1)
     trial.set_user_attr(f"{P}parent", 0)
@@ -240,25 +242,28 @@ def test_interrupted_trial_of_a_dead_process_is_retried(tmp_path: Path) -> None:
 def test_rerun_retries_a_candidate_left_running(tmp_path: Path) -> None:
     study_file = _write_study(tmp_path)
     cfg = load_study(study_file, run_root=tmp_path)
-    from lawsearch.config import open_storage
-
-    study = optuna.create_study(study_name="tiny", storage=open_storage(cfg))
+    study = optuna.create_study(study_name="tiny", storage=open_study_storage(cfg))
     orphan = study.ask()  # a candidate whose process died before it reported
     trainer = SyntheticTrainer(cfg.train.eval_every)
     assert execute(cfg, trainer=trainer, progress=False, out=io.StringIO()) == 0
     trials = study.get_trials(deepcopy=False)
     assert trials[orphan.number].state == TrialState.FAIL
-    assert trials[orphan.number].user_attrs[f"{P}surplus"] == 1.0
+    # the retry is the orphan's lineage, not a new candidate: the orphan is no surplus
+    assert f"{P}surplus" not in trials[orphan.number].user_attrs
     retried = [
         t
         for t in trials
         if t.user_attrs.get(f"{P}retry_of") == orphan.number and f"{P}parent" not in t.user_attrs
     ]
     assert len(retried) == 1 and retried[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
-    candidates = [
-        t for t in trials if f"{P}parent" not in t.user_attrs and f"{P}surplus" not in t.user_attrs
+    assert retried[0].user_attrs[f"{P}root"] == orphan.number
+    lineages = [
+        t for t in trials if not {f"{P}parent", f"{P}surplus", f"{P}retry_of"} & set(t.user_attrs)
     ]
-    assert len(candidates) == cfg.search.candidates
+    assert len(lineages) == cfg.search.candidates
+    ranked = {t.user_attrs[f"{P}root"] for t in trials if t.state == TrialState.COMPLETE}
+    ranked |= {t.user_attrs[f"{P}root"] for t in trials if t.state == TrialState.PRUNED}
+    assert ranked == {t.number for t in lineages}
     assert all(t.state != TrialState.RUNNING for t in trials)
 
 
@@ -286,20 +291,36 @@ def test_lawsearch_run_trains_a_tiny_llama_study(
     monkeypatch.chdir(tmp_path)
     assert main(["run", str(study), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "| rank | trial | state" in out
-    assert "dashboard: optuna-dashboard runs/tiny_llama/journal.log" in out or (
-        f"dashboard: optuna-dashboard {tmp_path}/runs/tiny_llama/journal.log" in out
-    )
+    assert re.search(r"\| rank \| trial \| reached +\| ranked by", out)
+    assert f"optuna-dashboard {tmp_path}/runs/tiny_llama/journal.log" in out
     cfg, st = _load(study, tmp_path)
     trials = st.get_trials(deepcopy=False)
     states = {t.state for t in trials}
     assert {TrialState.COMPLETE, TrialState.PRUNED} <= states, states
     for t in trials:
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        if t.state == TrialState.COMPLETE or f"{P}predicted_final" in t.user_attrs:
             assert isinstance(t.user_attrs[f"{P}predicted_final"], float)
+        elif t.state == TrialState.PRUNED:  # cut on its last value before the law could fit
+            last = t.intermediate_values[max(t.intermediate_values)]
+            rungs = [v for k, v in t.user_attrs.items() if k.startswith(f"{P}rung:")]
+            assert last in rungs and len(t.intermediate_values) < 3, t.user_attrs
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
             assert t.user_attrs[f"{P}tokens_per_step"] == 128.0
     assert any(
         max(t.intermediate_values) == cfg.full_steps for t in trials if t.intermediate_values
     )
     assert (cfg.report_dir / "curves.png").is_file()
     assert list((cfg.checkpoint_dir).rglob("*.pt"))
+
+
+def test_worker_storage_flag_replaces_the_study_files_storage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    study = _write_study(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    url = "postgresql://postgres@127.0.0.1:1/none"
+    assert main(["worker", str(study), "--storage", url]) == 2
+    err = capsys.readouterr().err
+    assert "`study.storage`: cannot open 'postgresql://postgres@127.0.0.1:1/none'" in err
+    assert not (tmp_path / "runs").exists()
+    assert load_study(study, storage=url).study.storage == url

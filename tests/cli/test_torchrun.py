@@ -45,7 +45,7 @@ def test_run_under_torchrun_trains_every_trial_on_both_ranks(tmp_path: Path) -> 
     ]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert proc.stdout.count("| rank | trial | state") == 1  # only rank 0 prints the table
+    assert proc.stdout.count("| rank | trial | reached ") == 1  # only rank 0 prints the table
     followed = re.search(r"rank 1 trained (\d+) trial\(s\) with rank 0", proc.stderr)
     assert followed, proc.stderr[-4000:]
     st = optuna.load_study(

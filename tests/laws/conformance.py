@@ -26,6 +26,13 @@ class LawConformance:
     rtol: ClassVar[dict[str, float]] = {}
     #: parameters not checked for recovery (weakly identified by design)
     unchecked: ClassVar[tuple[str, ...]] = ()
+    #: schedule-aware laws on the recorded LLM curves: whether a fit from the LRs at
+    #: the logged steps must forecast like the exact per-step schedule (rel. 1e-3);
+    #: False where it lands elsewhere in a flat valley, so only its accuracy is checked
+    real_logged_matches_exact: ClassVar[bool] = True
+    #: the law models what an LR decay does to the loss (annealing), so it must order
+    #: WSD < cosine < constant on real curves
+    models_annealing: ClassVar[bool] = False
 
     def true_losses(self) -> np.ndarray:
         theta = np.array([self.truth[n] for n in self.law.param_names])
@@ -141,3 +148,84 @@ class LawConformance:
         a = exact.predict(future)
         b = logged.predict(future, lrs=self.lrs[future.astype(int)])
         np.testing.assert_allclose(b, a, rtol=2e-4)  # measured: <= 1e-5
+
+    def test_real_curves_fit_order_and_extrapolate(self, shared_data: object) -> None:
+        """On the recorded 100M runs: fit a whole cosine run, order 3 schedules, forecast.
+
+        Measured (momentum / functional): whole-run fit within 0.13% / 0.12%;
+        forecasts wsd 2.938 / 2.951, cosine 2.979 / 2.978, constant 3.036 / 3.022
+        (true 2.951, 2.979, 3.035); a 40% prefix +0.81% / +0.07% off the final loss,
+        from logged LRs 1e-8 from the exact forecast / -1.04% off the truth.
+        """
+        if not self.models_annealing:
+            pytest.skip(f"{type(self.law).__name__} does not model the annealing of an LR decay")
+        from lawsearch.recorded.lr_schedules import load_lr_schedule_runs
+
+        runs = {r.run_id: r for r in load_lr_schedule_runs()}
+        cos = runs["100M_cosine_24000"]
+        result = self.law.fit(cos.steps, cos.losses, lrs=cos.lr_per_step)
+        assert result.ok, result.message
+        assert np.max(np.abs(result.predict(cos.steps) / cos.losses - 1)) < 0.005
+        wsd, const = runs["100M_wsd_20000_24000"], runs["100M_constant_24000"]
+        f_wsd = result.predict(wsd.steps[-1:], lrs=wsd.lr_per_step)[0]
+        f_cos = result.predict(cos.steps[-1:])[0]
+        f_const = result.predict(const.steps[-1:], lrs=const.lr_per_step)[0]
+        assert f_wsd < f_cos < f_const
+        long = runs["100M_cosine_72000"]
+        n = int(0.4 * long.steps.size)
+        prefix = self.law.fit(long.steps[:n], long.losses[:n], lrs=long.lr_per_step)
+        final = prefix.predict(long.steps[-1:])[0]
+        assert abs(final / long.losses[-1] - 1) < 0.02
+        logged = self.law.fit(long.steps[:n], long.losses[:n], lrs=long.lrs[:n])
+        piecewise = logged.predict(long.steps[n:], lrs=long.lrs[n:])[-1]
+        if self.real_logged_matches_exact:
+            assert piecewise == pytest.approx(final, rel=1e-3)
+        else:
+            assert abs(piecewise / long.losses[-1] - 1) < 0.02
+
+    def raw_curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The law's curve logged from step 0 as a trainer logs it: a transient before it.
+
+        Points every 4% of the first logged step from step 0 on, then the class's own
+        (noisy) curve; the early points start at 3x the first value and decay towards
+        it (a fresh model starts far above the law, near ``log(vocab)``).
+        """
+        first = float(self.steps[0])
+        early = np.arange(0.0, first, max(first / 25.0, 1.0))
+        own = self.noisy_losses()
+        rng = np.random.default_rng(1)
+        bump = own[0] * (1.0 + 2.0 * np.exp(-early / (0.2 * first)))
+        bump *= np.exp(rng.normal(0.0, self.noise, early.size))
+        return np.concatenate([early, self.steps]), np.concatenate([bump, own]), self.lrs
+
+    def test_fits_a_curve_logged_from_step_0(self) -> None:
+        """From step 0, warmup transient included: no failure, no non-positive prediction,
+        never below the law's floor (``lawsearch._fit.fit_or_simpler``)."""
+        if self.law.name == "temporal":
+            pytest.skip("the temporal law fits a per-position loss matrix, not one curve")
+        from lawsearch._fit import fit_or_simpler
+        from lawsearch.laws import fallbacks
+
+        steps, losses, lrs = self.raw_curve()
+        n = int(0.6 * steps.size)
+        target = float(self.steps[-1])
+        fit = fit_or_simpler(
+            self.law,
+            steps[:n],
+            losses[:n],
+            target=target,
+            lrs=lrs,
+            fallbacks=fallbacks(self.law),
+        )
+        assert fit is not None and fit.ok, None if fit is None else fit.message
+        assert fit.curve is not None and fit.curve.steps[0] > 0  # step 0 never fitted
+        future = np.linspace(steps[n - 1], target, 20)
+        pred = fit.predict(future)
+        assert np.all(np.isfinite(pred)) and np.all(pred > 0)
+        floor = getattr(fit.law, "floor_param", None)
+        if floor is not None:
+            assert np.all(pred >= fit.params[floor] * (1 - 1e-9))
+        # measured: at most 1.5% (functional) with the window; fitted to every point of the
+        # same prefix, the laws were 0.1-27% off (momentum 27%, two-phase in steps 14%)
+        final = float(fit.predict([target])[0])
+        assert abs(final / self.true_losses()[-1] - 1) < 0.02

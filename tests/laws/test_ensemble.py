@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lawsearch._curve import Curve, FloatArray
 from lawsearch._errors import FitError
 from lawsearch.laws import Law, LRTrack, Param, PowerLaw
-from lawsearch.laws._base import Curve, FloatArray
 from lawsearch.laws._ensemble import EnsembleFitResult, EnsembleLaw
 from lawsearch.laws._two_phase import TwoPhaseLaw
 from lawsearch.schedules import Schedule

@@ -31,6 +31,10 @@ def brute_force(theta: np.ndarray, steps: np.ndarray, lr: np.ndarray) -> np.ndar
 
 class TestFunctionalConformance(LawConformance):
     law = FunctionalLaw()
+    models_annealing = True
+    # from logged LRs the fit lands elsewhere in a flat valley (same cost to 1%, L0 2.5
+    # instead of 1.2), so only the accuracy of that forecast is compared
+    real_logged_matches_exact = False
     truth: ClassVar[dict[str, float]] = {
         "L0": 2.8,
         "A": 0.6,
@@ -95,33 +99,6 @@ def test_analytic_jacobian_matches_finite_differences() -> None:
     feats = law.features(np.arange(300.0, 8000.0, 128.0), LRTrack(WSD.per_step()))
     numeric = approx_derivative(lambda th: law.evaluate(th, feats), theta, method="3-point")
     np.testing.assert_allclose(law.jacobian(theta, feats), numeric, rtol=1e-5, atol=1e-9)
-
-
-def test_real_curves_fit_order_and_extrapolate(shared_data: object) -> None:
-    from lawsearch.recorded.lr_schedules import load_lr_schedule_runs
-
-    runs = {r.run_id: r for r in load_lr_schedule_runs()}
-    law = FunctionalLaw()
-    cos = runs["100M_cosine_24000"]
-    result = law.fit(cos.steps, cos.losses, lrs=cos.lr_per_step)
-    assert result.ok, result.message
-    assert np.max(np.abs(result.predict(cos.steps) / cos.losses - 1)) < 0.005  # measured 0.12%
-    # measured: wsd 2.951, cosine 2.978, constant 3.022 (true 2.951, 2.979, 3.035)
-    wsd, const = runs["100M_wsd_20000_24000"], runs["100M_constant_24000"]
-    f_wsd = result.predict(wsd.steps[-1:], lrs=wsd.lr_per_step)[0]
-    f_cos = result.predict(cos.steps[-1:])[0]
-    f_const = result.predict(const.steps[-1:], lrs=const.lr_per_step)[0]
-    assert f_wsd < f_cos < f_const
-    long = runs["100M_cosine_72000"]
-    n = int(0.4 * long.steps.size)
-    prefix = law.fit(long.steps[:n], long.losses[:n], lrs=long.lr_per_step)
-    final = prefix.predict(long.steps[-1:])[0]
-    assert abs(final / long.losses[-1] - 1) < 0.02  # measured: +0.07%
-    # From LRs at logged steps the fit lands elsewhere in a flat valley (same cost
-    # to 1%, L0 2.5 instead of 1.2), so only the accuracy is compared.
-    logged = law.fit(long.steps[:n], long.losses[:n], lrs=long.lrs[:n])
-    piecewise = logged.predict(long.steps[n:], lrs=long.lrs[n:])[-1]
-    assert abs(piecewise / long.losses[-1] - 1) < 0.02  # measured: -1.04%
 
 
 def test_lrs_at_logged_steps_predict_like_the_per_step_schedule() -> None:

@@ -32,6 +32,7 @@ def brute_force(theta: np.ndarray, steps: np.ndarray, lr: np.ndarray) -> np.ndar
 
 class TestMultiPowerConformance(LawConformance):
     law = MultiPowerLaw()
+    models_annealing = True
     truth: ClassVar[dict[str, float]] = {
         "L0": 2.8,
         "A": 0.6,

@@ -15,7 +15,7 @@ from tests.optuna._synthetic import TARGET, level_objective
 def main(path: str, n_trials: int) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = JournalStorage(JournalFileBackend(path))
-    pruner = LawPruner(target_step=TARGET, warmup_steps=16, min_trials=2, sync_interval=0.0)
+    pruner = LawPruner(target_step=TARGET, warmup_steps=16, min_points=None, min_trials=2)
     study = optuna.load_study(study_name="multi", storage=storage, pruner=pruner)
     study.optimize(level_objective, n_trials=n_trials)
 

@@ -10,7 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from lawsearch.laws import PowerLaw
+from lawsearch.laws import LAWS, PowerLaw, get_law, shared_params
 from lawsearch.optuna import LawPruner, attrs, set_schedule
 from lawsearch.schedules import Schedule
 from tests.optuna._synthetic import STEPS, TARGET, curve, level_objective, objective
@@ -19,12 +19,16 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def _pruner(**kw: object) -> LawPruner:
+    """A pruner that decides on the law from its first rung (the mechanics under test)."""
     opts: dict[str, object] = {
         "target_step": TARGET,
         "warmup_steps": 16,
+        "min_points": None,
         "min_trials": 2,
         "keep_fraction": 0.5,
-        "sync_interval": 0.0,
+        "quantile": 0.1,
+        "trend_cap": None,
+        "min_improvement": 0.0,
     }
     opts.update(kw)
     return LawPruner(**opts)  # type: ignore[arg-type]
@@ -160,7 +164,9 @@ def test_pooled_fits_share_the_exponent() -> None:
     ("kwargs", "match"),
     [
         ({"target_step": 0}, r"`target_step` must be a positive integer; got 0"),
-        ({"target_step": 10, "quantile": 0.7}, r"`quantile` must be in \(0, 0\.5\)"),
+        ({"target_step": 10, "quantile": 0.7}, r"`quantile` must be in \(0, 0\.5\]"),
+        ({"target_step": 10, "caution": 1.5}, r"`caution` must be in \[0, 1\]"),
+        ({"target_step": 10, "caution": -0.1}, r"`caution` must be in \[0, 1\]"),
         ({"target_step": 10, "rung_factor": 1.0}, r"`rung_factor` must be > 1"),
         ({"target_step": 10, "keep_fraction": 0.0}, r"`keep_fraction` must be in \(0, 1\]"),
         ({"target_step": 10, "shared": ("beta",)}, r"`shared` names \['beta'\]"),
@@ -266,20 +272,29 @@ def test_max_trend_ratio_keeps_the_score_within_the_trend_continued_to_the_targe
     assert run()[0].user_attrs[attrs.PREDICTED_FINAL] == pytest.approx(free)
 
 
+@pytest.mark.parametrize("name", sorted(LAWS))
+def test_shared_parameters_default_to_the_laws_own(name: str) -> None:
+    # one definition of what is shared: the search, `lawsearch fit` and the pruner
+    law = get_law(name)
+    pruner = LawPruner(target_step=TARGET, law=law, min_points=None)
+    assert pruner.shared == shared_params(law)
+    assert pruner.min_points == law.min_points(len(shared_params(law)))
+
+
 def test_closed_form_fit_matches_the_general_fitter() -> None:
-    from lawsearch.optuna._pruner import _linear_fit
+    from lawsearch._fit import fit_affine
 
     law = PowerLaw()
     steps = STEPS[:6].astype(float)
     ys = curve(1.0, seed=3)[:6]
     fixed = {"alpha": 0.5, "t0": 5.0}
-    fast = _linear_fit(law, steps, ys, None, fixed)
+    fast = fit_affine(law, steps, ys, fixed=fixed)
     slow = law.fit(steps, ys, fixed=fixed)
     assert fast is not None and fast.ok
     target = np.array([float(TARGET)])
     assert fast.predict(target)[0] == pytest.approx(slow.predict(target)[0], rel=2e-3)
     # a rising curve pins the amplitude at its bound with large residuals: not a fit
-    assert _linear_fit(law, steps, ys[::-1] * np.linspace(1, 1.5, 6), None, fixed) is None
+    assert fit_affine(law, steps, ys[::-1] * np.linspace(1, 1.5, 6), fixed=fixed) is None
 
 
 def test_below_the_law_minimum_the_last_value_decides() -> None:
@@ -294,3 +309,31 @@ def test_below_the_law_minimum_the_last_value_decides() -> None:
     # the default waits for enough points to fit the law
     late = _study(_pruner(warmup_steps=8, min_trials=3, quantile=None), [1.0, 1.05, 1.02, 3.0])
     assert max(late.trials[3].intermediate_values) > 8
+
+
+@pytest.mark.parametrize(("last_step", "pruned"), [(TARGET // 4, False), (TARGET, True)])
+def test_a_completed_trial_counts_by_its_value_only_when_that_is_a_full_budget_loss(
+    last_step: int, pruned: bool
+) -> None:
+    # RetrievalRerank's screened candidates complete at a short budget with that budget's
+    # full-budget *estimate* as their value; an estimate far below every curve must not
+    # be the bar an early rung's score is held to (the e2e replay pruned a rank-4 config
+    # at step 6 that way). A value reported up to the target is a real final and counts.
+    pruner = _pruner(min_trials=3)
+    study = optuna.create_study(pruner=pruner)
+    dist = {"level": optuna.distributions.FloatDistribution(0.5, 5.0)}
+    for seed in range(3):
+        ys = curve(1.0, seed=seed)
+        reported = {int(s): float(y) for s, y in zip(STEPS, ys, strict=True) if s <= last_step}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"level": 1.0},
+                distributions=dist,
+                value=0.5,
+                intermediate_values=reported,
+                state=TrialState.COMPLETE,
+            )
+        )
+    study.enqueue_trial({"level": 1.0})
+    study.optimize(level_objective, n_trials=1)
+    assert (study.trials[-1].state == TrialState.PRUNED) is pruned

@@ -150,3 +150,33 @@ def test_recorded_sources(shared_data) -> None:
         all(np.all(c.steps >= 1) for c in lr.curves.values())
         and "lr" in next(iter(lr.curves.values())).extras
     )
+
+
+def test_step_seconds_sleeps_for_the_steps_trained(monkeypatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr("lawsearch.train._replay.time.sleep", slept.append)
+    t = ReplayTrainer({"a": ([10, 20, 30], [3.0, 2.0, 1.5])}, config_key="k", step_seconds=0.01)
+    first = t.train({"k": "a"}, budget_steps=20, report=_Recorder())
+    assert slept == pytest.approx([0.1, 0.1])  # 0 -> 10 -> 20, before each report
+    slept.clear()
+    t.train({"k": "a"}, budget_steps=35, resume_from=first.checkpoint, report=_Recorder())
+    assert slept == pytest.approx([0.1])  # 20 -> 30; the curve ends at 30
+    slept.clear()
+    t.train({"k": "a"}, budget_steps=30, report=_Recorder(stop_at=10))
+    assert slept == pytest.approx([0.1])  # stopped after the first point: no more sleep
+    assert ReplayTrainer({"a": ([1], [1.0])}).step_seconds == 0.0
+
+
+def test_step_seconds_really_waits() -> None:
+    import time
+
+    t = ReplayTrainer({"a": ([1, 2, 3, 4], [4.0, 3.0, 2.0, 1.0])}, step_seconds=0.02)
+    start = time.perf_counter()
+    t.train({"config_id": "a"}, budget_steps=4, report=_Recorder())
+    assert time.perf_counter() - start >= 0.075
+
+
+@pytest.mark.parametrize("bad", [-0.1, math.nan, math.inf])
+def test_step_seconds_must_be_a_duration(bad: float) -> None:
+    with pytest.raises(ValueError, match="`step_seconds` must be >= 0"):
+        ReplayTrainer({"a": ([1], [1.0])}, step_seconds=bad)

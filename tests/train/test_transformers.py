@@ -54,17 +54,9 @@ def domains(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return _write_domains(tmp_path_factory.mktemp("domains"))
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(tmp_path_factory.mktemp("cache"))
-
-
 @pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread: None) -> None:
+    """Every test here trains on one torch thread."""
 
 
 def make(domains, cache, tmp_path: Path | None = None, **train: Any) -> TransformersTrainer:
@@ -137,6 +129,36 @@ def test_resume_is_exact(domains, cache, tmp_path: Path) -> None:
     assert rest.exhausted  # the schedule ends at 12
 
 
+def test_each_checkpoint_is_announced_once_whole_and_a_crash_resumes_from_the_last(
+    domains, cache, tmp_path: Path
+) -> None:
+    cfg = config(total_steps=12, warmup_steps=2)
+    straight = Recorder()
+    make(domains, cache, tmp_path / "a").train(cfg, budget_steps=12, report=straight)
+    seen: list[tuple[int, str]] = []
+
+    def on_checkpoint(step: int, path: str) -> None:
+        assert Path(path).is_file()  # renamed into place before it is announced
+        seen.append((step, path))
+
+    def crash(step: int, value: float, extras: Any) -> None:
+        if step == 10:
+            raise RuntimeError("killed")  # after the checkpoint of step 8, before 12
+
+    trainer = make(domains, cache, tmp_path / "b", checkpoint_every=4)
+    with pytest.raises(RuntimeError, match="killed"):
+        trainer.train(cfg, budget_steps=12, report=crash, on_checkpoint=on_checkpoint)
+    assert [s for s, _ in seen] == [4, 8]
+    rest = Recorder()
+    make(domains, cache, tmp_path / "b").train(
+        cfg, budget_steps=12, resume_from=seen[-1][1], report=rest
+    )
+    assert [c[0] for c in rest.calls] == [10, 12]  # one checkpoint interval repeated at most
+    np.testing.assert_allclose(
+        [c[1] for c in rest.calls], [c[1] for c in straight.calls[-2:]], atol=1e-6
+    )
+
+
 def test_lr_at_every_step_is_the_schedule(domains, cache) -> None:
     schedule = Schedule(
         family="wsd",
@@ -200,9 +222,11 @@ def test_mixed_stream_is_interleaved_with_the_weights_and_resumable() -> None:
         MixedStream(sizes, [0.4, 0.4, 0.2, 0.0], seed=3).load_state_dict(a.state_dict())
 
 
-def test_mixed_stream_walks_each_domain_epoch_by_epoch() -> None:
+@pytest.mark.parametrize("max_permutation", [1 << 20, 10])  # in memory, and Feistel
+def test_mixed_stream_walks_each_domain_epoch_by_epoch(max_permutation: int) -> None:
     sizes = [50, 7]
-    doms, rows = MixedStream(sizes, [0.5, 0.5], seed=1).take(400)
+    stream = MixedStream(sizes, [0.5, 0.5], seed=1, max_permutation=max_permutation)
+    doms, rows = stream.take(400)
     for d, size in enumerate(sizes):
         r = rows[doms == d]
         for e in range(len(r) // size):  # each full epoch is a permutation of the blocks
@@ -348,7 +372,7 @@ def test_resume_with_another_mixture_is_refused(domains, cache, tmp_path: Path) 
     trainer = make(domains, cache, tmp_path)
     first = trainer.train(config(), budget_steps=2, report=lambda *a: None)
     other = {"mixture": {"prose": 1.0}, "schedule": config()["schedule"]}
-    with pytest.raises(ValueError, match="checkpoint's mixture"):
+    with pytest.raises(ValueError, match=r"was written with another mixture \(code: 0.2 there"):
         trainer.train(other, budget_steps=4, resume_from=first.checkpoint, report=lambda *a: None)
 
 

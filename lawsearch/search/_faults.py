@@ -1,0 +1,308 @@
+"""The search's failure policy: retries that resume from the last checkpoint, divergence.
+
+* A trial that raises, or whose worker died (a stale heartbeat on PostgreSQL, a
+  dead process's lock on a journal file), is FAIL; ``requeue`` adds a WAITING
+  *retry* of it (``lawsearch:retry_of``) with the same parameters and lineage
+  attrs (``root``, ``rung``, ``parent``), resuming from the failed trial's *last*
+  checkpoint (``lawsearch:last_checkpoint``, recorded by ``record_checkpoint`` as
+  each is written) with its reported curve up to that step carried over, so a
+  crash repeats at most one checkpoint interval. A retry is the same lineage, never
+  a new candidate. Each (lineage, rung) gets at most ``max_retries`` retries.
+* A loss that is NaN/infinite or explodes above ``EXPLODE_RATIO`` times the
+  curve's first reported loss ends the trial as *diverged* (FAIL with
+  ``lawsearch:diverged``); it is not retried (the same parameters diverge again).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from lawsearch.optuna import _attrs
+from lawsearch.optuna import _compat as compat
+
+__all__ = [
+    "EXPLODE_RATIO",
+    "Diverged",
+    "DivergenceCheck",
+    "RetryStale",
+    "claim_is_unique",
+    "error_text",
+    "fail_and_retry",
+    "fail_stale",
+    "is_candidate",
+    "is_surplus",
+    "record_checkpoint",
+    "requeue",
+    "retry_of",
+]
+
+#: a minimised loss above this multiple of the curve's first reported loss has diverged
+EXPLODE_RATIO = 1.5
+#: the longest error message kept in ``lawsearch:error``
+_MAX_ERROR = 500
+
+#: attrs of a failed try that describe that try only (its retry writes its own)
+_OWN = {
+    _attrs.FIT_STATUS,
+    _attrs.DIVERGED,
+    _attrs.ERROR,
+    _attrs.WORKER,
+    _attrs.CHECKPOINT_OUT,
+    _attrs.COMPUTE_STEPS,
+    _attrs.COMPUTE_TOKENS,
+    _attrs.BUDGET,
+    _attrs.OBSERVED,
+    _attrs.RANKED_BY,
+    _attrs.INTERVAL_LEVEL,
+    _attrs.FIGURE_ARTIFACT,
+    _attrs.SURPLUS,
+    _attrs.DUPLICATE_OF,
+    _attrs.LAST_CHECKPOINT,
+    _attrs.LAST_CHECKPOINT_STEP,
+    _attrs.PREDICTED_FINAL,
+    _attrs.PREDICTED_LO,
+    _attrs.PREDICTED_HI,
+    _attrs.PREDICTED_AT_STEP,
+    _attrs.LAW,
+}
+
+
+class Diverged(Exception):
+    """A trial's loss became NaN/infinite or exploded above its start."""
+
+
+#: the system attr Optuna's ``RetryFailedTrialCallback`` puts on its retries
+_OPTUNA_RETRY = "failed_trial"
+
+
+def retry_of(trial: FrozenTrial) -> int | None:
+    """The failed trial ``trial`` retries: lawsearch's retries and Optuna's (its callback)."""
+    if _attrs.RETRY_OF in trial.user_attrs:
+        return int(trial.user_attrs[_attrs.RETRY_OF])
+    failed = trial.system_attrs.get(_OPTUNA_RETRY)
+    return int(failed) if isinstance(failed, int) else None
+
+
+def is_candidate(trial: FrozenTrial) -> bool:
+    """Whether ``trial`` starts a lineage (a candidate; not a continuation, retry or surplus)."""
+    a = trial.user_attrs
+    return retry_of(trial) is None and not any(
+        k in a for k in (_attrs.PARENT, _attrs.SURPLUS, _attrs.DUPLICATE_OF)
+    )
+
+
+def error_text(exc: BaseException) -> str:
+    """``"<type>: <message>"``, bounded, for ``lawsearch:error``."""
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 3] + "..."
+
+
+def record_checkpoint(trial: Trial, step: int, checkpoint: str) -> None:
+    """Record that ``checkpoint`` (complete on disk) holds ``trial`` at optimizer ``step``.
+
+    Call it after the checkpoint's atomic rename, never before: a retry resumes
+    from the last one recorded.
+    """
+    trial.set_user_attr(_attrs.LAST_CHECKPOINT, str(checkpoint))
+    trial.set_user_attr(_attrs.LAST_CHECKPOINT_STEP, int(step))
+
+
+def requeue(study: optuna.Study, failed: FrozenTrial, *, max_retries: int) -> int | None:
+    """Add a WAITING retry of the FAILED ``failed``; its number, or None when out of retries.
+
+    The retry resumes from ``failed``'s last recorded checkpoint (else from where
+    ``failed`` itself resumed, else from scratch) and inherits ``failed``'s reported
+    values up to that step, so the curve of the lineage continues unbroken.
+    """
+    a = failed.user_attrs
+    tries = int(a.get(_attrs.RETRIES, 0) or 0)
+    if tries >= max_retries:
+        return None
+    keep: dict[str, Any] = {
+        k: v
+        for k, v in a.items()
+        if k.startswith(_attrs.PREFIX)
+        and k not in _OWN
+        and not k.startswith((_attrs.RUNG_PREFIX, _attrs.PARAM_PREFIX))
+    }
+    keep[_attrs.RETRY_OF] = failed.number
+    keep[_attrs.RETRIES] = tries + 1
+    keep.setdefault(_attrs.RUNG, 0)
+    if _attrs.PARENT not in a:
+        keep.setdefault(_attrs.ROOT, failed.number)
+    resume = _resume_point(a)
+    if resume is None:
+        keep.pop(_attrs.CHECKPOINT, None)
+        keep.pop(_attrs.RESUME_STEP, None)
+        values: dict[int, float] = {}
+    else:
+        keep[_attrs.CHECKPOINT], keep[_attrs.RESUME_STEP] = resume
+        values = {s: v for s, v in failed.intermediate_values.items() if s <= resume[1]}
+    template = optuna.trial.create_trial(
+        state=TrialState.WAITING,
+        params=dict(failed.params),
+        distributions=dict(failed.distributions),
+        user_attrs=keep,
+        intermediate_values=values,
+    )
+    store = compat.storage(study)
+    tid = store.create_new_trial(compat.study_id(study), template_trial=template)
+    return int(store.get_trial_number_from_id(tid))
+
+
+def fail_and_retry(study: optuna.Study, failed: FrozenTrial, *, max_retries: int) -> bool:
+    """Queue ``failed``'s retry, *then* set it FAIL; whether this call failed it.
+
+    In this order the lineage always has a live trial, so no worker sees its rung
+    finished (and cuts it) in between. When another worker failed it first, the
+    second retry is a duplicate that ``claim_is_unique`` drops.
+    """
+    requeue(study, failed, max_retries=max_retries)
+    try:
+        return bool(
+            compat.storage(study).set_trial_state_values(
+                compat.trial_id(failed), state=TrialState.FAIL
+            )
+        )
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+
+
+def fail_stale(study: optuna.Study, *, max_retries: int) -> list[int]:
+    """Fail and retry the RUNNING trials whose heartbeat is stale (storages with heartbeats).
+
+    Every live worker calls it between trials and while it waits, so a worker
+    killed mid-trial (``kill -9``, a lost machine) loses at most one checkpoint
+    interval, and the study goes on without it. Returns the trials failed here.
+    """
+    store = compat.storage(study)
+    if not compat.heartbeat_enabled(store):
+        return []
+    out = []
+    for tid in compat.stale_trial_ids(study):
+        t = store.get_trial(tid)
+        if t.state == TrialState.RUNNING and fail_and_retry(study, t, max_retries=max_retries):
+            out.append(t.number)
+    return out
+
+
+def _lineage_key(t: FrozenTrial) -> tuple[Any, ...] | None:
+    a = t.user_attrs
+    if _attrs.PARENT in a:
+        return ("parent", a[_attrs.PARENT], a.get(_attrs.RUNG))
+    failed = retry_of(t)
+    if failed is not None:
+        return ("retry", a.get(_attrs.ROOT, failed))
+    return None
+
+
+def claim_is_unique(study: optuna.Study, trial: FrozenTrial) -> bool:
+    """Whether the claimed continuation or retry ``trial`` should train; else FAIL it.
+
+    Among the live trials of one (parent, rung), or one retried candidate, the
+    lowest-numbered runs; a trial a retry replaced does not count (it is failing).
+    A dropped claim is FAIL with ``lawsearch:duplicate_of``.
+    """
+    trials = study.get_trials(deepcopy=False)
+    replaced = {retry_of(t) for t in trials} - {None}
+    mine = _lineage_key(trial)
+    first = min(
+        t.number
+        for t in trials
+        if t.state != TrialState.FAIL
+        and t.number not in replaced
+        and _attrs.DUPLICATE_OF not in t.user_attrs
+        and _lineage_key(t) == mine
+    )
+    if first == trial.number:
+        return True
+    compat.storage(study).set_trial_user_attr(
+        compat.trial_id(trial), _attrs.DUPLICATE_OF, int(first)
+    )
+    study.tell(trial.number, state=TrialState.FAIL)
+    return False
+
+
+def is_surplus(study: optuna.Study, trial: FrozenTrial, n_candidates: int) -> bool:
+    """Whether the new candidate ``trial`` comes after ``n_candidates`` lineages (then FAIL it).
+
+    Lineages, not trials: a failed candidate and its retries are one lineage.
+    """
+    earlier = sum(
+        1 for t in study.get_trials(deepcopy=False) if t.number < trial.number and is_candidate(t)
+    )
+    if earlier < n_candidates:
+        return False
+    compat.storage(study).set_trial_user_attr(compat.trial_id(trial), _attrs.SURPLUS, 1.0)
+    study.tell(trial.number, state=TrialState.FAIL)
+    return True
+
+
+def _resume_point(a: Mapping[str, Any]) -> tuple[str, int] | None:
+    if a.get(_attrs.LAST_CHECKPOINT) is not None:
+        return str(a[_attrs.LAST_CHECKPOINT]), int(a.get(_attrs.LAST_CHECKPOINT_STEP, 0))
+    if a.get(_attrs.CHECKPOINT) is not None:
+        return str(a[_attrs.CHECKPOINT]), int(a.get(_attrs.RESUME_STEP, 0))
+    return None
+
+
+class RetryStale:
+    """``RDBStorage(heartbeat_stale_trial_callback=...)``: retry a dead worker's trial.
+
+    Optuna fails a RUNNING trial whose heartbeat is older than the grace period
+    (``optuna.storages.fail_stale_trials``, which every live worker runs) and calls
+    this once for it; the retry resumes from the trial's last checkpoint
+    (``requeue``), unlike Optuna's ``RetryFailedTrialCallback``, which restarts it.
+    """
+
+    def __init__(self, max_retries: int) -> None:
+        if max_retries < 0:
+            raise ValueError(f"`max_retries` must be >= 0; got {max_retries!r}.")
+        self.max_retries = int(max_retries)
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        requeue(study, trial, max_retries=self.max_retries)
+
+
+class DivergenceCheck:
+    """Says when a reported loss has diverged: NaN/inf, or above ``ratio`` x the first loss.
+
+    Args:
+        first: the lineage's first reported loss (a continuation's inherited curve);
+            None: the first value this check sees.
+        minimize: the study minimises (only then does "above its start" mean worse).
+        ratio: the explosion factor.
+    """
+
+    def __init__(
+        self, first: float | None = None, *, minimize: bool = True, ratio: float = EXPLODE_RATIO
+    ) -> None:
+        self.first = first if first is not None and math.isfinite(first) else None
+        self.minimize = minimize
+        self.ratio = float(ratio)
+        self.why: str | None = None
+
+    def __call__(self, step: int, value: float) -> bool:
+        if not math.isfinite(value):
+            self.why = f"loss {value} at step {step}"
+        elif self.first is None:
+            self.first = float(value)
+        elif self.minimize and self.first > 0 and value > self.ratio * self.first:
+            self.why = (
+                f"loss {value:.4g} at step {step} exploded above {self.ratio:g} x its first "
+                f"reported loss {self.first:.4g}"
+            )
+        return self.why is not None
+
+    @classmethod
+    def of(cls, study: optuna.Study, frozen: FrozenTrial) -> DivergenceCheck:
+        """A check for ``frozen`` starting from its inherited curve's first value."""
+        values = frozen.intermediate_values
+        first = values[min(values)] if values else None
+        minimize = study.direction != optuna.study.StudyDirection.MAXIMIZE
+        return cls(first, minimize=minimize)
