@@ -1,4 +1,9 @@
-"""``LawPruner``: prune a trial when even an optimistic extrapolation of its curve loses."""
+"""``LawPruner``: prune a trial when even an optimistic extrapolation of its curve loses.
+
+One concept, the pruner's decide/sync/pool loop over a shared study, needs a little
+over 600 lines here; its fitting, pooling, scores and caution already live in the
+sibling modules ``_fit``, ``_pool``, ``_scores`` and ``_caution``.
+"""
 
 from __future__ import annotations
 
