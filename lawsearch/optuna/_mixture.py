@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,8 @@ __all__ = [
 ]
 
 Range = float | tuple[float, float]
+#: study system attrs that record what each suggested mixture and schedule searches
+_SPEC_PREFIX = {"mixture": _attrs.MIXTURE_SPEC_PREFIX, "schedule": _attrs.SCHEDULE_SPEC_PREFIX}
 
 
 def mixture_param_names(name: str, k: int) -> list[str]:
@@ -90,29 +92,52 @@ def _register(trial: optuna.trial.BaseTrial, name: str, bounds: MixtureBounds) -
     """Record the mixture's bounds as a study system attr (read by ``LawSampler``)."""
     if not isinstance(trial, optuna.trial.Trial):
         return
-    study = trial.study
-    key = _attrs.MIXTURE_SPEC_PREFIX + name
-    spec = bounds.to_dict()
+    _register_spec(
+        trial.study,
+        "mixture",
+        name,
+        bounds.to_dict(),
+        same=lambda known: MixtureBounds.from_dict(known) == bounds,
+        differs="domains or bounds",
+    )
+
+
+def _register_spec(
+    study: optuna.Study,
+    kind: str,
+    name: str,
+    spec: dict[str, Any],
+    *,
+    same: Callable[[dict[str, Any]], bool],
+    differs: str,
+) -> None:
+    """Store ``spec`` as study system attr ``lawsearch:<kind>_spec:<name>`` once; refuse another.
+
+    ``same`` says whether an already-stored spec equals ``spec``; ``differs`` names what
+    may differ (for the message).
+    """
     store, sid = compat.storage(study), compat.study_id(study)
+    key = _SPEC_PREFIX[kind] + name
     known = store.get_study_system_attrs(sid).get(key)
     if known is None:
         store.set_study_system_attr(sid, key, spec)
-    elif MixtureBounds.from_dict(known) != bounds:
+    elif not same(known):
         raise ValueError(
-            f"mixture {name!r} is already registered in study {study.study_name!r} with other "
-            f"domains or bounds ({known}); use a new mixture name for a different search space."
+            f"{kind} {name!r} is already registered in study {study.study_name!r} with other "
+            f"{differs} ({known}); use a new {kind} name for a different search space."
         )
+
+
+def _specs(study: optuna.Study, kind: str) -> dict[str, dict[str, Any]]:
+    """The stored specs of one kind (``mixture`` or ``schedule``): name -> its dict."""
+    prefix = _SPEC_PREFIX[kind]
+    attrs = compat.storage(study).get_study_system_attrs(compat.study_id(study))
+    return {k[len(prefix) :]: v for k, v in attrs.items() if k.startswith(prefix)}
 
 
 def mixture_specs(study: optuna.Study) -> dict[str, MixtureBounds]:
     """The mixtures suggested in ``study``: name -> bounds."""
-    attrs = compat.storage(study).get_study_system_attrs(compat.study_id(study))
-    n = len(_attrs.MIXTURE_SPEC_PREFIX)
-    return {
-        k[n:]: MixtureBounds.from_dict(v)
-        for k, v in attrs.items()
-        if k.startswith(_attrs.MIXTURE_SPEC_PREFIX)
-    }
+    return {n: MixtureBounds.from_dict(v) for n, v in _specs(study, "mixture").items()}
 
 
 def mixture_from_params(
@@ -226,28 +251,20 @@ def _register_schedule(
         if isinstance(value, tuple)
     }
     spec = ScheduleSpec(families=families, ranges=ranges).to_dict()
-    study = trial.study
-    store, sid = compat.storage(study), compat.study_id(study)
-    key = _attrs.SCHEDULE_SPEC_PREFIX + name
-    known = store.get_study_system_attrs(sid).get(key)
-    if known is None:
-        store.set_study_system_attr(sid, key, spec)
-    elif ScheduleSpec.from_dict(known) != ScheduleSpec.from_dict(spec):
-        raise ValueError(
-            f"schedule {name!r} is already registered in study {study.study_name!r} with other "
-            f"families or ranges ({known}); use a new schedule name for a different search space."
-        )
+    stored = ScheduleSpec.from_dict(spec)  # what reading the attr back gives
+    _register_spec(
+        trial.study,
+        "schedule",
+        name,
+        spec,
+        same=lambda known: ScheduleSpec.from_dict(known) == stored,
+        differs="families or ranges",
+    )
 
 
 def schedule_specs(study: optuna.Study) -> dict[str, ScheduleSpec]:
     """The schedules suggested in ``study``: name -> searched families and ranges."""
-    attrs = compat.storage(study).get_study_system_attrs(compat.study_id(study))
-    n = len(_attrs.SCHEDULE_SPEC_PREFIX)
-    return {
-        k[n:]: ScheduleSpec.from_dict(v)
-        for k, v in attrs.items()
-        if k.startswith(_attrs.SCHEDULE_SPEC_PREFIX)
-    }
+    return {n: ScheduleSpec.from_dict(v) for n, v in _specs(study, "schedule").items()}
 
 
 def set_schedule(trial: optuna.trial.BaseTrial, schedule: Schedule) -> None:
