@@ -118,11 +118,14 @@ class JointSpace:
                 out[key] = fams[min(int(x * len(fams)), len(fams) - 1)]
             else:
                 lo, hi = self.schedules[block].ranges[field]
-                out[key] = (
-                    float(math.exp(math.log(lo) + x * (math.log(hi) - math.log(lo))))
+                value = (
+                    math.exp(math.log(lo) + x * (math.log(hi) - math.log(lo)))
                     if field == "peak_lr"
-                    else float(lo + x * (hi - lo))
+                    else lo + x * (hi - lo)
                 )
+                # clamped: exp(log(lo)) can round below lo, and Optuna then drops the
+                # proposal as outside the distribution and lets the inner sampler pick
+                out[key] = float(min(max(value, lo), hi))
         return out
 
     def from_params(self, params: Mapping[str, Any]) -> FloatArray | None:

@@ -333,3 +333,27 @@ def test_explore_fraction_interleaves_sobol_points_with_retrieval() -> None:
     same = [bool(np.allclose(a, b)) for a, b in zip(ours, start, strict=True)]
     assert same[:4] == [True] * 4  # start-up: min_history=4
     assert same[4:] == [False, True] * 3  # retrieval, then a Sobol point, in turn
+
+
+def test_proposals_at_the_edge_of_a_range_are_inside_its_distribution() -> None:
+    """A unit point on the edge of the cube maps to values Optuna accepts: exp(log(3e-3))
+    rounds to 0.0029999999999999996 < 3e-3, and Optuna replaced such a proposal with the
+    inner sampler's own draw."""
+    from lawsearch.optuna._space import JointSpace, ScheduleSpec
+
+    spec = ScheduleSpec(
+        families=("cosine", "wsd", "linear"),
+        ranges={
+            "peak_lr": (3e-3, 3e-2),
+            "warmup_fraction": (0.0, 0.1),
+            "decay_fraction": (0.1, 0.5),
+        },
+    )
+    joint = JointSpace({"mix": MixtureBounds.build(DOMAINS, high=HIGH)}, {"schedule": spec})
+    dists = joint.distributions()
+    for edge in (0.0, 1.0):
+        params = joint.to_params(np.full(joint.dim, edge))
+        for name, value in params.items():
+            dist = dists[name]
+            assert dist._contains(dist.to_internal_repr(value)), (name, value)
+        assert params["schedule:peak_lr"] == pytest.approx(3e-3 if edge == 0.0 else 3e-2)
