@@ -13,6 +13,14 @@ mixtures, and score against the recorded Pile-CC loss:
 
 Targets (issue 4): Spearman ≥ 0.92 with 64 runs and ≥ 0.97 with 512 at 1M
 (RegMix reports LightGBM ≈ 0.89 / 0.96 and log-linear least squares ≈ 0.91 / 0.94).
+
+``--cross-size`` (issue 12): train on the 512 1M training runs, for each of the 13
+validation losses and for their mean loss, and score Spearman on the 60M runs of
+the 256 test mixtures (the only larger runs in the shared data: the source's 1B
+runs are held out), for ``MixtureSurrogate`` (GP), ``linear`` (least squares on
+the raw weights, this benchmark's linear baseline) and ``linear`` fitted to the
+log of the loss. Target: the GP at least as good as the linear baseline on every
+loss and on the mean loss.
 """
 
 from __future__ import annotations
@@ -53,7 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = benchmark_parser(NAME, __doc__)
     parser.add_argument("--repeats", type=int, default=5, help="random subsets per size")
     parser.add_argument("--target", default=TARGET, help="validation subset (default pile_cc)")
+    parser.add_argument(
+        "--cross-size", action="store_true", help="train at 1M, score every loss at 60M"
+    )
     args = parser.parse_args(argv)
+    if args.cross_size:
+        return cross_size(args)
     sizes, repeats = (SIZES, args.repeats) if not args.tiny else ((32, 64), 1)
     r1 = load_regmix("1M")
     train, test = r1.subset("train"), r1.subset("test")
@@ -211,6 +224,94 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     write_text(out / f"{NAME}.md", md)
     _plot(summary, sizes, out / f"{NAME}.png")
+    return 0
+
+
+CROSS_KINDS = ("gp", "linear", "linear (log loss)")
+
+
+def cross_size(args: Any) -> int:
+    """Train on the 1M training runs, score Spearman at 60M per validation loss and their mean."""
+    from scipy.stats import spearmanr
+
+    from lawsearch._surrogate import MixtureSurrogate
+    from lawsearch.recorded.mixtures import load_regmix
+
+    r1 = load_regmix("1M")
+    train, test = r1.subset("train"), r1.subset("test")
+    r60 = load_regmix("60M")
+    if tuple(r60.run_ids) != tuple(test.run_ids):
+        raise ValueError("runs_60M.csv and the 1M test runs must list the same mixtures in order")
+    w_tr = train.weights / train.weights.sum(axis=1, keepdims=True)
+    w_te = test.weights / test.weights.sum(axis=1, keepdims=True)
+    n = 64 if args.tiny else w_tr.shape[0]
+    targets = [*(train.targets[:2] if args.tiny else train.targets), "mean of 13"]
+
+    def losses(runs: Any, target: str) -> Any:
+        return runs.losses.mean(axis=1) if target == "mean of 13" else runs.loss(target)
+
+    rows: list[dict[str, Any]] = []
+    with timer() as total:
+        for target in targets:
+            y_tr, y_te, y_60 = losses(train, target), losses(test, target), losses(r60, target)
+            row: dict[str, Any] = {"target": target}
+            for kind in CROSS_KINDS:
+                if kind == "gp":
+                    model = MixtureSurrogate("gp", max_hyperopt_points=512).fit(w_tr[:n], y_tr[:n])
+                else:
+                    fit_y = np.log(y_tr[:n]) if kind.endswith("(log loss)") else y_tr[:n]
+                    model = MixtureSurrogate("linear").fit(w_tr[:n], fit_y)
+                mean, _ = model.predict(w_te)
+                row[kind] = {
+                    "spearman_60m": float(spearmanr(mean, y_60)[0]),
+                    "spearman_1m": float(spearmanr(mean, y_te)[0]),
+                }
+            rows.append(row)
+            print(f"{target}: done", flush=True)
+    per = [r for r in rows if r["target"] != "mean of 13"]
+    mean_row = {
+        "target": "mean of the per-loss Spearmans",
+        **{
+            k: {m: float(np.mean([r[k][m] for r in per])) for m in rows[0]["gp"]}
+            for k in CROSS_KINDS
+        },
+    }
+    table = markdown_table(
+        ["validation loss", *(f"{k}: 60M (1M)" for k in CROSS_KINDS)],
+        [
+            [
+                r["target"],
+                *(
+                    f"{fmt(r[k]['spearman_60m'], '.3f')} ({fmt(r[k]['spearman_1m'], '.3f')})"
+                    for k in CROSS_KINDS
+                ),
+            ]
+            for r in [*rows, mean_row]
+        ],
+    )
+    met = all(r["gp"]["spearman_60m"] >= r["linear"]["spearman_60m"] for r in rows)
+    md = (
+        f"# Across model sizes: trained on {n} RegMix 1M runs, Spearman on the 256 60M runs\n\n"
+        "(in brackets: the same predictions on the 1M runs of those mixtures; the source's 1B "
+        f"runs are held out of the shared data)\n\n{table}\n\n"
+        f"Target (GP ≥ linear at 60M on every loss and on the mean loss): "
+        f"{'met' if met else 'NOT met'}\n"
+    )
+    print(md)
+    out = output_dir(args.out, NAME)
+    write_json(
+        out / f"{NAME}_cross_size.json",
+        {
+            "tiny": args.tiny,
+            "n_train": n,
+            "rows": rows,
+            "mean_of_spearmans": mean_row,
+            "target_met": met,
+            "seconds": total[0],
+            "environment": environment(),
+        },
+    )
+    write_text(out / f"{NAME}_cross_size.md", md)
     return 0
 
 
