@@ -1,6 +1,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from benchmarks import mixture_surrogate
 
 
@@ -20,6 +22,7 @@ def test_tiny_run_writes_outputs_and_meets_the_64_run_target(
     assert "| train runs | model |" in out and "64 runs: Spearman" in out
 
 
+@pytest.mark.slow
 def test_tiny_cross_size_run_scores_every_model_at_60m(shared_data: Path, tmp_path: Path) -> None:
     assert mixture_surrogate.main(["--cross-size", "--tiny", "--out", str(tmp_path)]) == 0
     payload = json.loads((tmp_path / "mixture_surrogate_cross_size.json").read_text())
