@@ -63,16 +63,18 @@ def test_progress_in_a_log_writes_one_line_per_event() -> None:
 def test_a_failure_during_the_run_keeps_the_trials_and_says_how_to_resume(
     tmp_path: Path,
 ) -> None:
+    """One failed trial never ends the search; a search left with nothing to rank does."""
     cfg = load_study(_write_study(tmp_path), run_root=tmp_path)
-    trainer = FailingTrainer(cfg.train.eval_every, ok=3)
     with pytest.raises(RunFailed) as info:
-        run_study(cfg, worker=True, trainer=trainer, progress=False)
+        run_study(cfg, worker=True, trainer=FailingTrainer(cfg.train.eval_every, ok=0))
     study = optuna.load_study(study_name="tiny", storage=open_study_storage(cfg, must_exist=True))
-    kept = sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert states and TrialState.FAIL in states and TrialState.COMPLETE not in states
     message = str(info.value)
-    assert message.startswith("OSError: shard 3 of domain 'a' is unreadable")
-    assert f"{kept} finished trial(s) of study 'tiny' are kept in {cfg.study.storage}" in message
+    assert message.startswith("RuntimeError: no trial finished; nothing to rerank")
+    assert f"0 finished trial(s) of study 'tiny' are kept in {cfg.study.storage}" in message
     assert f"run `lawsearch run {cfg.source}` again to resume" in message
+    assert info.value.exit_code == 1
 
 
 @pytest.mark.slow
