@@ -19,7 +19,6 @@ Run: ``python -m benchmarks.demo_validation [--tiny] [--out DIR] [--study FILE]`
 
 from __future__ import annotations
 
-import io
 import math
 import shutil
 import sys
@@ -168,8 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
 
     from lawsearch import report as reporting
-    from lawsearch.cli._run import execute
     from lawsearch.config import load_study
+    from lawsearch.runner import run_study
     from lawsearch.study import build_trainer, open_study_storage
 
     cfg = tiny_study(work) if args.tiny else load_study(args.study, run_root=work)
@@ -179,12 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     prepare_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    table = io.StringIO()
-    code = execute(cfg, trainer=trainer, progress=not args.tiny, out=table)
+    searched = run_study(cfg, trainer=trainer, progress=not args.tiny)
     search_s = time.perf_counter() - t0
-    if code != 0:
-        print(f"{NAME}: the search failed (exit {code})", file=sys.stderr)
-        return code
+    assert searched.report is not None  # one process: no torchrun follower
+    table = reporting.format_table(searched.report)
     import optuna
 
     study = optuna.load_study(study_name=cfg.name, storage=open_study_storage(cfg, must_exist=True))
@@ -299,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "met": result["pick_true_rank"] <= TARGET_RANK,
         },
     ]
-    md = _markdown(result, table.getvalue())
+    md = _markdown(result, table)
     print(md)
     write_json(out / f"{NAME}.json", result)
     write_text(out / f"{NAME}.md", md)

@@ -2,12 +2,13 @@
 
 Generates a corpus in the study's documented layout (``data/<domain>/*.parquet``,
 ``benchmarks._corpus``), writes a copy of the study with budgets of a few hundred
-steps (``--steps``) and 2 candidates, runs ``lawsearch plan`` on it (which times
-real steps on the GPU), then trains 2 candidate mixtures with the study's own
-trainer (``build_trainer``: bf16 autocast, fused AdamW, ``torch.compile``, the
-study's eval cadence and checkpoints) and reports tokens/s and model FLOPs
-utilisation (MFU: ``(6 N + 12 L d T)`` FLOPs per token, PaLM's count, over the
-GPU's dense bf16 peak; ``--peak-tflops`` for a GPU not in the table).
+steps (``--steps``) and 2 candidates, plans it as ``lawsearch plan`` does
+(``lawsearch.runner.plan_run``, which times real steps on the GPU), then trains
+2 candidate mixtures with the study's own trainer (``build_trainer``: bf16
+autocast, fused AdamW, ``torch.compile``, the study's eval cadence and
+checkpoints) and reports tokens/s and model FLOPs utilisation (MFU:
+``(6 N + 12 L d T)`` FLOPs per token, PaLM's count, over the GPU's dense bf16
+peak; ``--peak-tflops`` for a GPU not in the table).
 
 ``scripts/gpu_smoke.sh`` installs and runs it (<= 10 minutes on one H100/H200).
 ``--tiny`` runs the same path on CPU with a tiny model (the test).
@@ -104,8 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    from lawsearch.cli import main as cli
     from lawsearch.config import load_study
+    from lawsearch.runner import UserError, bad_input, format_plan, plan_run
     from lawsearch.study import build_trainer
 
     t_start = time.perf_counter()
@@ -116,10 +117,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     study = root / "gpu_smoke.toml"
     study.write_text(_toml(data))
     t0 = time.perf_counter()
-    if cli(["plan", str(study)]) != 0:
-        raise SystemExit("gpu_smoke: `lawsearch plan` refused the study (see above)")
+    try:
+        with bad_input():
+            cfg = load_study(study)
+        _, plan = plan_run(cfg, timing=True)
+    except UserError as exc:
+        raise SystemExit(f"gpu_smoke: the plan refused the study: {exc}") from None
+    print(format_plan(cfg, plan))
     plan_s = time.perf_counter() - t0
-    cfg = load_study(study)
     trainer = build_trainer(cfg)
     trainer.prepare()
     names = list(trainer.domains)

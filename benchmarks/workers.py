@@ -1,7 +1,7 @@
 """Many workers on one study: throughput, storage round trips and decision latency.
 
 Every number comes from the code path of ``lawsearch worker``: each worker is a
-separate process running ``lawsearch.cli._run.execute(cfg, worker=True)`` (the
+separate process running ``lawsearch.runner.run_study(cfg, worker=True)`` (the
 storage opened by ``lawsearch.storage.open_storage`` with the CLI's heartbeat
 settings, ``lawsearch.study``'s sampler, pruner with ``sync_interval=0`` and
 search, the live dashboard figures, the report summary), only the trainer is a
@@ -50,7 +50,6 @@ Run: ``python -m benchmarks.workers [--tiny] [--workers 1,2,4,8] [--candidates 1
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import multiprocessing
@@ -261,7 +260,7 @@ class Probe:
 
 # ---- 1 and 2: throughput and round trips ---------------------------------------------------------
 def _worker(root: str, name: str, storage: str, candidates: int, step: float, out: str) -> None:
-    """One ``lawsearch worker`` process (spawned): the CLI's execute on the replay."""
+    """One ``lawsearch worker`` process (spawned): ``run_study(worker=True)`` on the replay."""
     import warnings
 
     warnings.simplefilter("ignore")  # the bench measures; the CLI's own warnings are not ours
@@ -271,12 +270,11 @@ def _worker(root: str, name: str, storage: str, candidates: int, step: float, ou
     probe.install()
     cfg = study_config(Path(root), name=name, storage=storage, candidates=candidates)
     trainer = GridTrainer(step)
-    from lawsearch.cli._run import execute
+    from lawsearch.runner import run_study
 
     started = time.time()
-    code = execute(cfg, worker=True, progress=False, trainer=trainer, out=io.StringIO())
+    run_study(cfg, worker=True, progress=False, trainer=trainer)
     payload = {
-        "code": code,
         "started": started,
         "ended": time.time(),
         "steps": trainer.replay.compute_used,

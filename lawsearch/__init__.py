@@ -1,11 +1,11 @@
 """lawsearch: hyperparameter search for LLM pre-training driven by scaling-law prediction.
 
 The numeric core (laws, fitting, schedules, mixtures, the surrogate, study
-files) is imported eagerly: numpy and scipy only. Names that need Optuna or a
-trainer (``LawPruner``, ``RetrievalRerank``, ``TransformersTrainer``, ...) load
-on first use, so ``import lawsearch`` never pulls in torch, transformers or a
-plotting library; the ``TYPE_CHECKING`` imports below give type checkers their
-real types.
+files, the error types) is imported eagerly: numpy and scipy only. Names that
+need Optuna or a trainer (``LawPruner``, ``RetrievalRerank``, ``run_study``,
+``TransformersTrainer``, ...) load on first use, so ``import lawsearch`` never
+pulls in torch, transformers or a plotting library; the ``TYPE_CHECKING``
+imports below give type checkers their real types.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from lawsearch._curve import Curve, FitResult, LRTrack, Prior
-from lawsearch._errors import CurveError, FitError
+from lawsearch._errors import CurveError, FitError, RunFailed, StudyError, UserError
 from lawsearch._fit import fit_pooled, fit_transfer
 from lawsearch._surrogate import MixtureSurrogate
 from lawsearch.config import StudyConfig, load_study
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         suggest_mixture,
         suggest_schedule,
     )
+    from lawsearch.runner import RunResult, format_plan, plan_run, run_study
     from lawsearch.search import RetrievalRerank, SearchResult
     from lawsearch.storage import open_storage
     from lawsearch.train import ReplayTrainer, Trainer, TrainResult, TransformersTrainer
@@ -57,6 +58,10 @@ _LAZY: dict[str, str] = {
     "suggest_mixture": "lawsearch.optuna",
     "suggest_schedule": "lawsearch.optuna",
     "set_schedule": "lawsearch.optuna",
+    "RunResult": "lawsearch.runner",
+    "format_plan": "lawsearch.runner",
+    "plan_run": "lawsearch.runner",
+    "run_study": "lawsearch.runner",
     "RetrievalRerank": "lawsearch.search",
     "SearchResult": "lawsearch.search",
     "open_storage": "lawsearch.storage",
@@ -88,26 +93,33 @@ __all__ = [
     "ReplayTrainer",
     "RetrievalRerank",
     "RunCurve",
+    "RunFailed",
+    "RunResult",
     "Schedule",
     "SearchResult",
     "StudyConfig",
+    "StudyError",
     "TemporalLaw",
     "TrainResult",
     "Trainer",
     "TransformersTrainer",
     "TwoPhaseLaw",
+    "UserError",
     "__version__",
     "annealing_momentum",
     "exponent_prior",
     "fit_curves",
     "fit_pooled",
     "fit_transfer",
+    "format_plan",
     "get_law",
     "intrinsic_time",
     "levina_bickel",
     "load_study",
     "open_storage",
+    "plan_run",
     "read_curves",
+    "run_study",
     "set_schedule",
     "shared_params",
     "suggest_mixture",

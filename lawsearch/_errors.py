@@ -1,13 +1,29 @@
-"""Error helpers shared by every layer: did-you-mean suggestions and input checks."""
+"""The error types of every layer, did-you-mean suggestions and the bad-input boundary.
+
+Two families: ``FitError``/``CurveError`` (``ValueError``s of the numeric core and
+``lawsearch.fitting``), and ``StudyError`` with its two kinds for whatever runs a
+study or a command (``lawsearch.runner``, the CLI), each carrying the exit code the
+command line ends with: ``UserError`` (bad input found before anything was
+written: 2) and ``RunFailed`` (a run that started and stopped on an error: 1).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar
 
-__all__ = ["CurveError", "FitError", "did_you_mean"]
+__all__ = [
+    "CurveError",
+    "FitError",
+    "RunFailed",
+    "StudyError",
+    "UserError",
+    "bad_input",
+    "did_you_mean",
+]
 
 
 class FitError(ValueError):
@@ -32,6 +48,37 @@ class CurveError(ValueError):
     def __reduce__(self) -> tuple[Any, tuple[str]]:
         # the field is keyword-only, so the default (cls, args) reduction would drop it
         return functools.partial(type(self), field=self.field), (str(self),)
+
+
+class StudyError(Exception):
+    """A study or a command could not do what was asked; ``exit_code`` is the CLI's."""
+
+    exit_code: ClassVar[int] = 1
+
+
+class UserError(StudyError):
+    """A mistake in the user's input, found before anything was written: exit code 2."""
+
+    exit_code: ClassVar[int] = 2
+
+
+class RunFailed(StudyError):
+    """A run that started failed; the message says what was kept and how to resume: exit 1."""
+
+    exit_code: ClassVar[int] = 1
+
+
+@contextlib.contextmanager
+def bad_input() -> Iterator[None]:
+    """Treat a ``ValueError``/``FileNotFoundError`` raised inside as the user's mistake.
+
+    Wrap only the checks that run before anything is written (parsing, validation,
+    opening the storage); an error after that is a failed run, not bad input.
+    """
+    try:
+        yield
+    except (ValueError, FileNotFoundError) as exc:
+        raise UserError(str(exc)) from None
 
 
 def did_you_mean(value: object, choices: Iterable[str]) -> str:

@@ -2,16 +2,20 @@
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; this module only dispatches, so ``lawsearch --help`` stays
-fast and a subcommand imports its heavy dependencies only when it runs.
+fast and a subcommand imports its heavy dependencies only when it runs. The
+work itself is the library's (``lawsearch.runner``, ``lawsearch.fitting``,
+``lawsearch.report``): a subcommand parses, calls, prints, and this module maps
+the errors to exit codes.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+
+from lawsearch._errors import RunFailed, UserError, bad_input
 
 __all__ = ["RunFailed", "UserError", "add_study_arguments", "bad_input", "main"]
 
@@ -23,27 +27,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("lawsearch.cli._run", "add a worker process to a running study"),
     "report": ("lawsearch.cli._report", "rebuild a study's report folder from its storage"),
 }
-
-
-class UserError(Exception):
-    """A mistake in the user's input, found before anything was written: exit code 2."""
-
-
-class RunFailed(Exception):
-    """A run that started failed; the message says what was kept and how to resume: exit 1."""
-
-
-@contextlib.contextmanager
-def bad_input() -> Iterator[None]:
-    """Treat a ``ValueError``/``FileNotFoundError`` raised inside as the user's mistake.
-
-    Wrap only the checks that run before anything is written (parsing, validation,
-    opening the storage); an error after that is a failed run, not bad input.
-    """
-    try:
-        yield
-    except (ValueError, FileNotFoundError) as exc:
-        raise UserError(str(exc)) from None
 
 
 def add_study_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,10 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(module.run(args))
     except UserError as exc:
         print(f"lawsearch {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except RunFailed as exc:
         print(f"lawsearch {args.command}: failed: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     except KeyboardInterrupt:
         print(f"lawsearch {args.command}: interrupted", file=sys.stderr)
         return 130

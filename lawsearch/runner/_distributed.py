@@ -1,4 +1,4 @@
-"""``lawsearch run|worker`` under ``torchrun``: rank 0 drives the study, the others follow.
+"""A study under ``torchrun``: rank 0 drives the study, the other ranks follow.
 
 One study worker may span several processes (one per GPU) that train each trial
 data-parallel. Only rank 0 talks to the Optuna storage: it asks for trials,
