@@ -147,6 +147,7 @@ def _execute(
             done_tokens=done,
             enabled=progress,
             study=study,
+            target_step=int(cfg.full_steps),
         )
         live = _live_figures(study, cfg)  # the dashboard redraws a running trial's figure
 
@@ -302,15 +303,20 @@ def _expected_tokens(cfg: Any) -> float:
 class Progress:
     """A tqdm bar on stderr (or silent counting) with the search's running numbers.
 
-    Shows the stage, the trial, its step and loss, the best predicted final loss
-    in the study, and compute spent as a share of training every candidate fully.
+    Shows the stage, the trial, its step and loss, the best value in the study
+    with its kind (``best pred``: a prediction at the full budget;
+    ``best observed@<step>``: a loss observed at that step, when nothing was
+    predicted or the candidate reached the full budget; see
+    ``lawsearch.optuna._kinds.best_value``), and compute spent as a share of
+    training every candidate fully.
 
     Args:
         total_tokens: the compute the search is expected to spend (the bar's length).
         full_tokens: the compute of training every candidate to the full budget.
         done_tokens: compute already spent in the study (when resuming).
         enabled: draw the bar.
-        study: the study, polled every few seconds for the best prediction.
+        study: the study, polled every few seconds for the best value.
+        target_step: the full budget in steps (what a prediction is for).
         lines: one line per event (a trial starts, the stage changes) instead of a bar
             redrawn with carriage returns; default: when stderr is not a terminal (a log).
     """
@@ -324,12 +330,15 @@ class Progress:
         enabled: bool = True,
         study: Any = None,
         lines: bool | None = None,
+        target_step: int = 0,
     ) -> None:
         self.full_tokens = float(full_tokens)
+        self.target_step = int(target_step)
         self.spent = float(done_tokens)
         self.stage = "screen"
         self.trial = "-"
         self.best = math.nan
+        self.best_kind = "pred"  # `ValueKind.short` of ``best``
         self._study = study
         self._polled = -math.inf
         self._lock = threading.Lock()
@@ -366,10 +375,9 @@ class Progress:
             return
         self._last_line = (self.stage, self.trial)
         share = self.spent / self.full_tokens if self.full_tokens else 0.0
-        best = "-" if math.isnan(self.best) else f"{self.best:.4f}"
         what = "done" if final else f"{self.stage}, trial {self.trial}"
         print(
-            f"search: {what} | best pred {best} | compute {100 * share:.1f}% of all-full",
+            f"search: {what} | {self._best_text()} | compute {100 * share:.1f}% of all-full",
             file=sys.stderr,
             flush=True,
         )
@@ -400,14 +408,18 @@ class Progress:
         if self._study is None or (not force and now - self._polled < 2.0):
             return
         self._polled = now
-        from lawsearch.optuna._attrs import PREDICTED_FINAL
+        from lawsearch.optuna import _kinds, _records
 
-        best = math.inf
-        for t in self._study.get_trials(deepcopy=False):
-            v = t.user_attrs.get(PREDICTED_FINAL)
-            if isinstance(v, int | float) and math.isfinite(v):
-                best = min(best, float(v))
-        self.best = best if math.isfinite(best) else math.nan
+        got = _kinds.best_value(
+            self._study.get_trials(deepcopy=False),
+            _records.read_cuts(self._study),
+            self.target_step,
+        )
+        self.best, self.best_kind = (math.nan, "pred") if got is None else (got[0], got[1].short)
+
+    def _best_text(self) -> str:
+        """``best pred 5.0398`` or ``best observed@48 5.3120``: a loss is never called a pred."""
+        return f"best {self.best_kind} " + ("-" if math.isnan(self.best) else f"{self.best:.4f}")
 
     def _draw(self, *, step: int | None = None, value: float | None = None) -> None:
         if self._bar is None:
@@ -419,7 +431,7 @@ class Progress:
                 "trial": self.trial,
                 "step": "-" if step is None else step,
                 "loss": "-" if value is None else f"{value:.4f}",
-                "best pred": "-" if math.isnan(self.best) else f"{self.best:.4f}",
+                f"best {self.best_kind}": "-" if math.isnan(self.best) else f"{self.best:.4f}",
                 "compute": f"{100 * share:.1f}% of all-full",
             },
             refresh=True,
