@@ -57,6 +57,7 @@ __all__ = [
     "SCHEDULE_SPEC_PREFIX",
     "SURPLUS",
     "TOKENS_PER_STEP",
+    "VALUE_KIND",
     "WORKER",
     "cut_key",
     "mixture_weight_key",
@@ -97,6 +98,10 @@ DECISION = PREFIX + "decision"
 OBSERVED = PREFIX + "observed"
 #: what ranked the trial when it finished its rung: ``observed``, ``law`` or ``last value``
 RANKED_BY = PREFIX + "ranked_by"
+#: what the trial's objective value is, in words (``lawsearch.optuna._kinds``): ``predicted at
+#: 246k tokens`` (the law's full-budget prediction) or ``observed at step 48 (12.3k tokens)`` /
+#: ``observed final at step 240 (246k tokens)`` (a loss measured there, never an estimate)
+VALUE_KIND = PREFIX + "value_kind"
 #: the level of ``predicted_lo`` / ``predicted_hi`` (``1 - 2 * quantile``: 0.8 by default)
 INTERVAL_LEVEL = PREFIX + "interval_level"
 #: the artifact id of the trial's figure in optuna-dashboard (redrawn in place as it reports)

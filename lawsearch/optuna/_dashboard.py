@@ -37,6 +37,7 @@ from lawsearch.laws import FitResult, Law, get_law
 from lawsearch.optuna import _attrs
 from lawsearch.optuna import _compat as compat
 from lawsearch.optuna import _records as records
+from lawsearch.optuna._kinds import OBSERVED_FINAL, value_kind
 from lawsearch.optuna._mixture import get_schedule, mixture_from_params, mixture_specs
 
 if TYPE_CHECKING:
@@ -130,9 +131,21 @@ def _draw_record(ax: Axes, trial: FrozenTrial, rec: Mapping[str, Any]) -> str:
     value, lo, hi = (
         math.nan if rec.get(k) is None else float(rec[k]) for k in ("value", "lo", "hi")
     )
+    kind = value_kind(rec, trial.user_attrs.get(_attrs.TOKENS_PER_STEP))
     if rec["ranked_by"] == records.LAST_VALUE:
-        _say(ax, f"no extrapolation: ranked by its last value: {rec.get('why', '')}", "missing")
-        return f"{head}: ranked by its last value {value:.4g}"
+        (dia,) = ax.plot(
+            [kind.at_step],
+            [value],
+            "D",
+            ms=7,
+            mfc="none",
+            mew=1.5,
+            color="C3",
+            label=f"ranked value: {kind.label}",
+        )
+        dia.set_gid("observed-value")
+        _say(ax, f"no extrapolation: ranked by the loss observed: {rec.get('why', '')}", "missing")
+        return f"{head}: ranked by its loss {kind.label}: {value:.4g} (not a prediction)"
     if rec["ranked_by"] == records.OBSERVED:
         (star,) = ax.plot([target], [value], "*", ms=10, color="k", label="observed final")
         star.set_gid("estimate")
@@ -153,7 +166,7 @@ def _draw_record(ax: Axes, trial: FrozenTrial, rec: Mapping[str, Any]) -> str:
     by = "the rung's joint refit" if rec["ranked_by"] == records.JOINT else "its own fit"
     return (
         f"{head}: ranked by {by} ({rec['law']}): {value:.4g} "
-        f"[{lo:.4g}, {hi:.4g}] ({level:.0%}) at step {int(target)}{verdict}"
+        f"[{lo:.4g}, {hi:.4g}] ({level:.0%}), {kind.label}{verdict}"
     )
 
 
@@ -371,10 +384,23 @@ def trial_note(
     if d is None:
         lines.append(f"**No decision yet** ({trial.state.name.lower()}).")
     else:
-        lines.append(
-            f"**Full-budget estimate: {_fmt(d['value'])}**, {float(d['level']):.0%} interval "
-            f"[{_fmt(d['lo'])}, {_fmt(d['hi'])}], at {_tokens(trial, d['target'])}."
-        )
+        tps = trial.user_attrs.get(_attrs.TOKENS_PER_STEP)
+        kind = value_kind(d, tps)
+        if kind.predicted:
+            lines.append(
+                f"**Full-budget estimate: {_fmt(d['value'])}**, {float(d['level']):.0%} interval "
+                f"[{_fmt(d['lo'])}, {_fmt(d['hi'])}], {kind.label} ({kind.kind})."
+            )
+        else:
+            what = (
+                "the full budget reached"
+                if kind.kind == OBSERVED_FINAL
+                else "no usable extrapolation, so the search ranked it by this loss"
+            )
+            lines.append(
+                f"**Ranked value: {_fmt(d['value'])}, {kind.label}**: a measured loss, not an "
+                f"estimate, so no interval ({what})."
+            )
         by = d["ranked_by"]
         lines.append(
             f"Ranked by: **{by}**"
@@ -387,8 +413,8 @@ def trial_note(
         own = d["own"]
         if own["value"] != d["value"] or own["ranked_by"] != d["ranked_by"]:
             lines.append(
-                f"Objective value {_fmt(own['value'])}: its own {own['ranked_by']} estimate, "
-                "told before the cut ranked the rung."
+                f"Objective value {_fmt(own['value'])}: its own {own['ranked_by']} value, "
+                f"{value_kind(own, tps).label}, told before the cut ranked the rung."
             )
         if d["position"]:
             verdict = "**kept**" if d["kept"] else "**cut**"
@@ -415,15 +441,17 @@ def trial_note(
             + "."
         )
     lines.append(
-        "Objective value = full-budget estimate (comparable across budgets); "
-        "`lawsearch:observed` = the loss at this trial's budget."
+        "Objective value = the value the trial was ranked by when it finished its rung: a "
+        "full-budget prediction, or a loss observed where no extrapolation was usable "
+        "(`lawsearch:value_kind` says which); `lawsearch:observed` = the loss at this trial's "
+        "budget."
     )
     return _paragraphs(lines)
 
 
 def study_note(study: optuna.Study) -> str:
     """The study's Markdown note: the pick, and what each cut kept and why."""
-    from lawsearch.optuna._study_figure import lineage_estimates
+    from lawsearch.optuna._study_figure import lineage_estimates, tokens_per_step
 
     lineages = lineage_estimates(study)
     cuts = records.read_cuts(study)
@@ -432,9 +460,10 @@ def study_note(study: optuna.Study) -> str:
     if lineages:
         root, ds = next(iter(lineages.items()))
         d = ds[-1]
+        label = value_kind(d, tokens_per_step(study.get_trials(deepcopy=False))).label
         lines.append(
-            f"**Pick: candidate {root}** (trial {d['trial']}), {d['ranked_by']} "
-            f"{_fmt(d['value'])} at budget step {d['budget']} of {d['target']}."
+            f"**Pick: candidate {root}** (trial {d['trial']}), ranked by {d['ranked_by']}: "
+            f"{_fmt(d['value'])}, {label} (budget step {d['budget']} of {d['target']})."
         )
     for cut in cuts:
         kept = [str(c["trial"]) for c in cut["candidates"] if c["kept"]]
@@ -444,8 +473,10 @@ def study_note(study: optuna.Study) -> str:
             f"{_fmt(cut['line'])}."
         )
     lines.append(
-        "Every trial's objective value is its full-budget estimate (comparable across "
-        "budgets); `lawsearch:observed` is the loss at its own budget. Each trial's note says "
+        "A trial's objective value is what it was ranked by: the law's full-budget prediction, "
+        "or, where no extrapolation was usable, the loss observed at its own budget (a measured "
+        "loss, not comparable with a prediction); `lawsearch:value_kind` says which and "
+        "`lawsearch:observed` is the loss at its own budget. Each trial's note says "
         "what ranked it and why. The lawsearch figures below: the estimates by budget with the "
         "cut lines, the leaders' mixtures, and the importance of the weights (optuna-dashboard's "
         "own importance plot ranks the stick-breaking parameters the samplers explore)."

@@ -25,26 +25,36 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
 from lawsearch.optuna import _attrs
+from lawsearch.optuna import _kinds as kinds
 from lawsearch.optuna import _records as records
+from lawsearch.optuna._kinds import value_kind
 from lawsearch.optuna._mixture import mixture_from_params, mixture_param_names, mixture_specs
 
 __all__ = [
+    "SYMBOLS",
     "cut_lines",
     "importance_figure",
     "leaders_figure",
     "lineage_estimates",
     "save_study_figures",
     "study_figure",
+    "tokens_per_step",
 ]
+
+
+def tokens_per_step(trials: Sequence[FrozenTrial]) -> float | None:
+    """The tokens a step is, when a trial says (``lawsearch:tokens_per_step``)."""
+    for t in trials:
+        tps = t.user_attrs.get(_attrs.TOKENS_PER_STEP)
+        if tps:
+            return float(tps)
+    return None
 
 
 def _scale(trials: Sequence[FrozenTrial]) -> tuple[float, str]:
     """Steps -> tokens when the trials say how many tokens a step is."""
-    for t in trials:
-        tps = t.user_attrs.get(_attrs.TOKENS_PER_STEP)
-        if tps:
-            return float(tps), "training tokens"
-    return 1.0, "optimizer steps"
+    tps = tokens_per_step(trials)
+    return (tps, "training tokens") if tps else (1.0, "optimizer steps")
 
 
 def lineage_estimates(study: optuna.Study) -> dict[int, list[dict[str, Any]]]:
@@ -101,6 +111,15 @@ def cut_lines(cuts: Sequence[dict[str, Any]], scale: float, half_width: float) -
     ]
 
 
+#: the plotly marker of a ranked value by its kind: filled for a prediction, open for observed
+SYMBOLS = {
+    kinds.LAW_PREDICTION: "circle",
+    kinds.JOINT_PREDICTION: "square",
+    kinds.OBSERVED_FALLBACK: "diamond-open",
+    kinds.OBSERVED_FINAL: "star",
+}
+
+
 def study_figure(study: optuna.Study) -> Any:
     """A plotly figure: each candidate's full-budget estimate by budget, and the cut lines."""
     import plotly.graph_objects as go
@@ -111,8 +130,13 @@ def study_figure(study: optuna.Study) -> Any:
     level = next((float(d["level"]) for ds in lineages.values() for d in ds), 0.8)
     full = max((float(d["target"]) for ds in lineages.values() for d in ds), default=1.0)
     fig = go.Figure()
+    tps = tokens_per_step(trials)
     for rank, (root, ds) in enumerate(lineages.items(), start=1):
-        ys = [_y(d) for d in ds]
+        kinds = [value_kind(d, tps) for d in ds]
+        # only a prediction has an interval; an observed loss is drawn open, without one
+        ys = [
+            _y(d) if k.predicted else (_y(d)[0], 0.0, 0.0) for d, k in zip(ds, kinds, strict=True)
+        ]
         fig.add_trace(
             go.Scatter(
                 x=[d["budget"] * scale for d in ds],
@@ -124,16 +148,24 @@ def study_figure(study: optuna.Study) -> Any:
                     "arrayminus": [y[1] for y in ys],
                 },
                 mode="lines+markers",
+                marker={"symbol": [SYMBOLS[k.kind] for k in kinds], "size": 9},
                 name=f"#{rank} candidate {root}",
-                text=[f"trial {d['trial']}: ranked by {d['ranked_by']}" for d in ds],
+                text=[
+                    f"trial {d['trial']}: ranked by {d['ranked_by']}, {k.label}"
+                    for d, k in zip(ds, kinds, strict=True)
+                ],
             )
         )
     for trace in cut_lines(records.read_cuts(study), scale, 0.1 * full * scale):
         fig.add_trace(trace)
     fig.update_layout(
-        title_text=f"estimates of the final loss ({level:.0%} interval) and cut lines",
-        xaxis_title=f"{unit} when the estimate was made",
-        yaxis_title="estimated loss at the full budget",
+        title_text=(
+            f"what each candidate was ranked by: filled = predicted full-budget loss ({level:.0%} "
+            "interval), open diamond = loss observed at the budget (no usable extrapolation), "
+            "star = observed final; and the cut lines"
+        ),
+        xaxis_title=f"{unit} when the candidate was ranked",
+        yaxis_title="ranked value: loss predicted at the full budget or observed at the budget",
         legend={"orientation": "h", "y": -0.25},
         height=560,
     )

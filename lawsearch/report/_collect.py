@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lawsearch.optuna import _attrs as attrs
+from lawsearch.optuna import _kinds as kinds
 from lawsearch.optuna import _records as records
 
 __all__ = ["Decision", "Lineage", "StudyReport", "collect"]
@@ -39,8 +40,10 @@ class Decision:
         observed: the loss observed at the budget.
         ranked_by: ``observed``, ``law``, ``joint refit`` or ``last value``.
         why: why it was ranked by its last value (or lost its joint refit).
-        value: the full-budget estimate it was ranked by.
-        lo: lower end of the interval at ``level`` (NaN: none).
+        value: the value it was ranked by: a full-budget prediction or an
+            observed loss, as ``kind`` says.
+        kind: what ``value`` is, and at which step (``lawsearch.optuna._kinds``).
+        lo: lower end of the interval at ``level`` (NaN: none, e.g. an observed value).
         hi: upper end.
         level: the interval level.
         path: the fit's path (``steps``, ``mean``, ``lo``, ``hi``) or None.
@@ -60,6 +63,7 @@ class Decision:
     ranked_by: str
     why: str
     value: float
+    kind: kinds.ValueKind
     lo: float
     hi: float
     level: float
@@ -86,9 +90,11 @@ class Lineage:
         steps: reported steps of the whole lineage.
         values: reported values at ``steps``.
         decisions: one per rung the lineage finished, in rung order.
-        predicted: the full-budget estimate the search ranked it by last.
-        predicted_lo: lower end of its interval.
+        predicted: the value the search ranked it by last (or the pruner's latest
+            prediction): a full-budget prediction or an observed loss, as ``kind`` says.
+        predicted_lo: lower end of its interval (NaN unless ``kind`` is a prediction).
         predicted_hi: upper end of its interval.
+        kind: what ``predicted`` is (None: no value).
         ranked_by: what produced ``predicted``.
         why: why it was ranked by its last value ("" otherwise).
         short_predicted: the screen's own estimate (the rung-0 trial's record).
@@ -112,6 +118,7 @@ class Lineage:
     predicted: float
     predicted_lo: float
     predicted_hi: float
+    kind: kinds.ValueKind | None
     ranked_by: str
     why: str
     short_predicted: float
@@ -259,16 +266,23 @@ def _lineage(chain: list[Any], config: Any, tps: int, cuts: tuple[dict[str, Any]
     schedule_spec = root.user_attrs.get(attrs.SCHEDULE)
     if isinstance(schedule_spec, str):
         schedule_spec = json.loads(schedule_spec)
-    decisions = tuple(_decisions(chain, cuts))
+    decisions = tuple(_decisions(chain, cuts, tps))
     latest = decisions[-1] if decisions else None
     own0 = decisions[0].own if decisions and decisions[0].rung == 0 else {}
+    kind: kinds.ValueKind | None
     if latest is not None:
         predicted, lo, hi = latest.value, latest.lo, latest.hi
-        ranked_by, why = latest.ranked_by, latest.why
+        ranked_by, why, kind = latest.ranked_by, latest.why, latest.kind
     else:  # no rung finished: a running, failed or pruned candidate (the pruner's prediction)
-        predicted = _float(last.user_attrs.get(attrs.PREDICTED_FINAL))
-        lo = _float(last.user_attrs.get(attrs.PREDICTED_LO))
-        hi = _float(last.user_attrs.get(attrs.PREDICTED_HI))
+        kind = kinds.pruner_kind(last, int(config.full_steps), tps)
+        predicted, lo, hi = (
+            (math.nan, math.nan, math.nan)
+            if kind is None  # no current prediction (its latest fit failed)
+            else tuple(
+                _float(last.user_attrs.get(k))
+                for k in (attrs.PREDICTED_FINAL, attrs.PREDICTED_LO, attrs.PREDICTED_HI)
+            )
+        )
         ranked_by, why = ("pruned" if last.state.name == "PRUNED" else "-"), ""
     reached = steps[-1] if steps else 0
     observed = values[-1] if steps and reached >= config.full_steps else math.nan
@@ -284,6 +298,7 @@ def _lineage(chain: list[Any], config: Any, tps: int, cuts: tuple[dict[str, Any]
         predicted=predicted,
         predicted_lo=lo,
         predicted_hi=hi,
+        kind=kind,
         ranked_by=ranked_by,
         why=why,
         short_predicted=_float(own0.get("value")),
@@ -296,13 +311,18 @@ def _lineage(chain: list[Any], config: Any, tps: int, cuts: tuple[dict[str, Any]
     )
 
 
-def _decisions(chain: list[Any], cuts: tuple[dict[str, Any], ...]) -> list[Decision]:
-    """One decision per rung a trial of the chain finished (``records.decision``)."""
+def _decisions(chain: list[Any], cuts: tuple[dict[str, Any], ...], tps: int) -> list[Decision]:
+    """One decision per rung a trial of the chain finished (``records.decision``).
+
+    Only a prediction keeps an interval: an observed value has none.
+    """
     out = []
     for t in chain:
         d = records.decision(t, cuts)
         if d is None:
             continue
+        kind = kinds.value_kind(d, tps)
+        lo, hi = (_float(d.get("lo")), _float(d.get("hi"))) if kind.predicted else (math.nan,) * 2
         out.append(
             Decision(
                 rung=int(d["rung"]),
@@ -312,8 +332,9 @@ def _decisions(chain: list[Any], cuts: tuple[dict[str, Any], ...]) -> list[Decis
                 ranked_by=str(d["ranked_by"]),
                 why=str(d.get("why") or ""),
                 value=_float(d.get("value")),
-                lo=_float(d.get("lo")),
-                hi=_float(d.get("hi")),
+                kind=kind,
+                lo=lo,
+                hi=hi,
                 level=float(d["level"]),
                 path=d.get("path"),
                 own=d["own"],

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from lawsearch.optuna import _kinds
 from lawsearch.report import _views as views
 from lawsearch.report._collect import StudyReport
 from lawsearch.report._tables import human
@@ -94,6 +95,19 @@ def curves(report: StudyReport, plt: Any) -> Any:
                 [target], [b.value], yerr=err, fmt="s", ms=3.5, color=color, capsize=2, lw=1
             )
             bars.lines[0].set_gid(f"estimate:{n}:{b.rung}")
+        for rung, x, v in p.fallbacks:
+            color = views.RUNG_COLORS[rung % len(views.RUNG_COLORS)]
+            (dia,) = ax.plot(
+                [x],
+                [v],
+                "D",
+                ms=5,
+                mfc="none",
+                mew=1.3,
+                color=color,
+                label=f"ranked by the loss observed at {human(x)} tok",
+            )
+            dia.set_gid(f"observed-value:{n}:{rung}")
         if math.isfinite(p.observed_final):
             (star,) = ax.plot([target], [p.observed_final], "*", ms=8, color="k")
             star.set_gid(f"final:{n}")
@@ -114,7 +128,8 @@ def curves(report: StudyReport, plt: Any) -> Any:
     fig.suptitle(
         f"{report.study_name}: curves, the {report.law} fit over each and its extrapolation "
         f"to {human(target)} tokens (dashed; band = {report.level:.0%} interval; square = the "
-        "estimate ranked by; star = observed final)",
+        "prediction ranked by; hollow diamond = an observed loss ranked by, where no "
+        "extrapolation was usable; star = observed final)",
         fontsize=9,
     )
     fig.tight_layout()
@@ -176,31 +191,76 @@ def predicted_vs_observed(report: StudyReport, plt: Any) -> Any:
     return fig
 
 
+#: the marker of a ranked value by its kind: filled for a prediction, hollow for an observation
+_MARKERS = {
+    _kinds.LAW_PREDICTION: "o",
+    _kinds.JOINT_PREDICTION: "s",
+    _kinds.OBSERVED_FALLBACK: "D",
+    _kinds.OBSERVED_FINAL: "*",
+}
+
+
+def _kind_legend(ax: Any, kinds: set[str], report: StudyReport) -> Any:
+    """Legend handles saying what each marker is (only the kinds drawn)."""
+    from matplotlib.lines import Line2D
+
+    target = human(report.tokens(report.full_steps))
+    text = {
+        _kinds.LAW_PREDICTION: f"law prediction at {target} tok ({report.level:.0%} interval)",
+        _kinds.JOINT_PREDICTION: f"joint refit prediction at {target} tok ({report.level:.0%} int)",
+        _kinds.OBSERVED_FALLBACK: "observed at the budget (no usable extrapolation)",
+        _kinds.OBSERVED_FINAL: f"observed final ({target} tok)",
+    }
+    return [
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker=_MARKERS[k],
+            color="k",
+            mfc="none" if k == _kinds.OBSERVED_FALLBACK else "k",
+            label=text[k],
+        )
+        for k in _MARKERS
+        if k in kinds
+    ]
+
+
 def estimates(report: StudyReport, plt: Any) -> Any:
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     paths = views.trajectories(report)
-    for t in paths:
-        err = [
-            [
-                max(v - lo, 0.0) if math.isfinite(lo) else 0.0
-                for v, lo in zip(t.value, t.lo, strict=True)
-            ],
-            [
-                max(hi - v, 0.0) if math.isfinite(hi) else 0.0
-                for v, hi in zip(t.value, t.hi, strict=True)
-            ],
-        ]
-        bars = ax.errorbar(
-            t.made_at,
-            t.value,
-            yerr=err,
-            fmt="o-",
-            ms=3.5,
-            lw=1,
-            capsize=2,
-            label=f"#{t.rank} trial {t.number}",
+    drawn: set[str] = set()
+    for i, t in enumerate(paths):
+        color = f"C{i % 10}"
+        (line,) = ax.plot(
+            t.made_at, t.value, "-", lw=1, color=color, label=f"#{t.rank} trial {t.number}"
         )
-        bars.lines[0].set_gid(f"trajectory:{t.number}")
+        line.set_gid(f"trajectory:{t.number}")
+        for x, v, lo, hi, rung, k in zip(
+            t.made_at, t.value, t.lo, t.hi, t.rungs, t.kinds, strict=True
+        ):
+            drawn.add(k.kind)
+            if k.predicted:
+                err = [
+                    [max(v - lo, 0.0) if math.isfinite(lo) else 0.0],
+                    [max(hi - v, 0.0) if math.isfinite(hi) else 0.0],
+                ]
+                bars = ax.errorbar(
+                    [x], [v], yerr=err, fmt=_MARKERS[k.kind], ms=4, color=color, capsize=2, lw=1
+                )
+                bars.lines[0].set_gid(f"predicted-value:{t.number}:{rung}")
+            else:
+                filled = k.kind == _kinds.OBSERVED_FINAL
+                (dot,) = ax.plot(
+                    [x],
+                    [v],
+                    _MARKERS[k.kind],
+                    ms=7 if filled else 5,
+                    color=color,
+                    mfc=color if filled else "none",
+                    mew=1.3,
+                )
+                dot.set_gid(f"observed-value:{t.number}:{rung}")
     width = 0.12 * report.tokens(report.full_steps)
     for cut in report.cuts:
         if cut.get("line") is None:
@@ -223,15 +283,20 @@ def estimates(report: StudyReport, plt: Any) -> Any:
         _note(ax, [f"{hidden} lower-ranked lineages not drawn"], "missing:more")
     if not paths:
         _note(ax, ["no rung has finished: no estimate yet"], "missing:estimates", y=0.5)
-    ax.set_ylabel(f"estimated loss at {human(report.tokens(report.full_steps))} tokens")
+    ax.set_ylabel(views.value_axis_title(report), fontsize=8)
     _tokens_axis(ax)
-    ax.set_xlabel("training tokens when the estimate was made")
+    ax.set_xlabel("training tokens when the candidate was ranked")
     ax.set_title(
-        f"full-budget estimates as the budget grew ({report.level:.0%} intervals; cut lines: the "
-        "optimistic bound a candidate had to beat)",
-        fontsize=9,
+        "what each candidate was ranked by as its budget grew: a prediction of the full-budget "
+        f"loss ({report.level:.0%} interval) or,\nwithout a usable extrapolation, the loss "
+        "observed at the budget (cut lines: the optimistic bound a candidate had to beat)",
+        fontsize=8,
     )
-    ax.legend(fontsize=6.5, ncol=2, loc="upper right")
+    handles, _ = ax.get_legend_handles_labels()
+    kinds = _kind_legend(ax, drawn, report)
+    if handles or kinds:
+        legend = ax.legend(handles=handles + kinds, fontsize=6, ncol=2, loc="upper right")
+        legend.set_gid("legend:kinds")
     return fig
 
 
@@ -243,17 +308,27 @@ def cuts(report: StudyReport, plt: Any) -> Any:
         figsize=(7.5, sum(0.28 * len(c["candidates"]) + 1.0 for c in shown) or 2.5),
         squeeze=False,
     )
+    drawn: set[str] = set()
     for ax, cut in zip(axes[:, 0], shown, strict=False):
         cands = cut["candidates"]
+        kinds = views.candidate_kinds(report, cut)
         ys = np.arange(len(cands))
-        for y, c in zip(ys, cands, strict=True):
+        for y, c, k in zip(ys, cands, kinds, strict=True):
+            drawn.add(k.kind)
             color = views.KEPT if c["kept"] else views.CUT
             value = c["value"] if c["value"] is not None else math.nan
-            if c["lo"] is not None and c["hi"] is not None:
+            if k.predicted and c["lo"] is not None and c["hi"] is not None:
                 (bar,) = ax.plot([c["lo"], c["hi"]], [y, y], "-", color=color, lw=3, alpha=0.6)
                 bar.set_gid(f"interval:{cut['rung']}:{c['trial']}")
-            (dot,) = ax.plot([value], [y], "o", color=color, ms=4)
-            dot.set_gid(f"candidate:{cut['rung']}:{c['trial']}")
+            (dot,) = ax.plot(
+                [value],
+                [y],
+                _MARKERS[k.kind],
+                color=color,
+                ms=4 if k.predicted else 5,
+                mfc=color if k.predicted else "none",
+            )
+            dot.set_gid(f"candidate:{cut['rung']}:{c['trial']}:{k.kind}")
             if c["score"] is not None:
                 ax.plot([c["score"]], [y], "|", color="k", ms=9, mew=1.5)
         if cut.get("line") is not None:
@@ -265,16 +340,24 @@ def cuts(report: StudyReport, plt: Any) -> Any:
             fontsize=7,
         )
         ax.invert_yaxis()
-        ax.set_title(views.cut_label(report, cut), fontsize=8.5)
+        by = {k.label for k in kinds}
+        ax.set_title(
+            views.cut_label(report, cut) + (f"; every value {by.pop()}" if len(by) == 1 else ""),
+            fontsize=8.5,
+        )
         ax.tick_params(axis="x", labelsize=7)
     if not shown:
         _note(axes[0, 0], ["no cut has been made yet"], "missing:cuts", y=0.5)
     axes[-1, 0].set_xlabel(
-        f"estimated loss at {human(report.tokens(report.full_steps))} tokens "
-        f"(bar: {report.level:.0%} interval; tick: optimistic end ranked by; dashed: cut line). "
-        + ", ".join(f"{v} {k}" for k, v in _SHORT.items()),
+        views.value_axis_title(report)
+        + f"\nbar: {report.level:.0%} interval (predictions only); tick: the end ranked by; "
+        "dashed: cut line. " + ", ".join(f"{v} {k}" for k, v in _SHORT.items()),
         fontsize=7,
     )
+    if drawn:
+        axes[0, 0].legend(
+            handles=_kind_legend(axes[0, 0], drawn, report), fontsize=6, loc="lower right"
+        ).set_gid("legend:kinds")
     fig.tight_layout()
     return fig
 

@@ -12,7 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from lawsearch.optuna._study_figure import cut_lines
+from lawsearch.optuna._kinds import OBSERVED_FALLBACK
+from lawsearch.optuna._study_figure import SYMBOLS, cut_lines
 from lawsearch.report import _views as views
 from lawsearch.report._collect import StudyReport
 from lawsearch.report._tables import _columns, _rows, human
@@ -102,6 +103,26 @@ def _curves(report: StudyReport, go: Any, make_subplots: Any) -> Any:
                 col=col,
             )
             shown.add(group)
+        for rung, x, v in p.fallbacks:
+            fig.add_trace(
+                go.Scatter(
+                    x=[x],
+                    y=[v],
+                    mode="markers",
+                    marker={
+                        "symbol": SYMBOLS[OBSERVED_FALLBACK],
+                        "color": views.RUNG_COLORS[rung % len(views.RUNG_COLORS)],
+                        "size": 9,
+                    },
+                    name="ranked by the loss observed there",
+                    legendgroup="fallback",
+                    showlegend="fallback" not in shown,
+                    hovertext=f"rung {rung}: observed {v:.4f} (no usable extrapolation)",
+                ),
+                row=row,
+                col=col,
+            )
+            shown.add("fallback")
         if math.isfinite(p.observed_final):
             fig.add_trace(
                 go.Scatter(
@@ -135,32 +156,40 @@ def _curves(report: StudyReport, go: Any, make_subplots: Any) -> Any:
 def _estimates(report: StudyReport, go: Any) -> Any:
     fig = go.Figure()
     for t in views.trajectories(report):
+        pred = [k.predicted for k in t.kinds]
         fig.add_trace(
             go.Scatter(
                 x=t.made_at,
                 y=t.value,
                 mode="lines+markers",
                 name=f"#{t.rank} trial {t.number}",
+                marker={"symbol": [SYMBOLS[k.kind] for k in t.kinds], "size": 9},
                 error_y={
                     "type": "data",
                     "symmetric": False,
                     "array": [
-                        max((_opt(h) or v) - v, 0.0) for v, h in zip(t.value, t.hi, strict=True)
+                        max((_opt(h) or v) - v, 0.0) if p else 0.0
+                        for v, h, p in zip(t.value, t.hi, pred, strict=True)
                     ],
                     "arrayminus": [
-                        max(v - (_opt(lo) or v), 0.0) for v, lo in zip(t.value, t.lo, strict=True)
+                        max(v - (_opt(lo) or v), 0.0) if p else 0.0
+                        for v, lo, p in zip(t.value, t.lo, pred, strict=True)
                     ],
                 },
-                hovertext=list(t.ranked_by),
+                hovertext=[f"{by}: {k.label}" for by, k in zip(t.ranked_by, t.kinds, strict=True)],
             )
         )
     width = 0.12 * report.tokens(report.full_steps)
     for trace in cut_lines(report.cuts, report.tokens_per_step, width):
         fig.add_trace(trace)
     fig.update_layout(
-        title_text=f"full-budget estimates as the budget grew ({report.level:.0%} intervals)",
-        xaxis_title="training tokens when the estimate was made",
-        yaxis_title=f"estimated loss at {human(report.tokens(report.full_steps))} tokens",
+        title_text=(
+            "what each candidate was ranked by as its budget grew: filled = a prediction of the "
+            f"full-budget loss ({report.level:.0%} interval), open diamond = the loss observed at "
+            "the budget (no usable extrapolation), star = observed final"
+        ),
+        xaxis_title="training tokens when the candidate was ranked",
+        yaxis_title=views.value_axis_title(report),
         height=460,
     )
     return fig
@@ -177,8 +206,10 @@ def _cuts(report: StudyReport, go: Any, make_subplots: Any) -> Any:
         subplot_titles=[views.cut_label(report, c) for c in shown] or ["no cut yet"],
     )
     for i, cut in enumerate(shown):
+        kinds = views.candidate_kinds(report, cut)
         labels = [f"trial {c['trial']} ({c['ranked_by']})" for c in cut["candidates"]]
         cands = cut["candidates"]
+        pred = [k.predicted for k in kinds]
         fig.add_trace(
             go.Scatter(
                 x=[c["value"] for c in cands],
@@ -186,17 +217,27 @@ def _cuts(report: StudyReport, go: Any, make_subplots: Any) -> Any:
                 mode="markers",
                 marker={
                     "color": [views.KEPT if c["kept"] else views.CUT for c in cands],
+                    "symbol": [SYMBOLS[k.kind] for k in kinds],
                     "size": 8,
                 },
                 error_x={
                     "type": "data",
                     "symmetric": False,
-                    "array": [max((c["hi"] or c["value"]) - c["value"], 0.0) for c in cands],
-                    "arrayminus": [max(c["value"] - (c["lo"] or c["value"]), 0.0) for c in cands],
+                    "array": [
+                        max((c["hi"] or c["value"]) - c["value"], 0.0) if p else 0.0
+                        for c, p in zip(cands, pred, strict=True)
+                    ],
+                    "arrayminus": [
+                        max(c["value"] - (c["lo"] or c["value"]), 0.0) if p else 0.0
+                        for c, p in zip(cands, pred, strict=True)
+                    ],
                 },
                 name=f"rung {cut['rung']} candidates",
                 showlegend=False,
-                hovertext=[c["why"] or c["ranked_by"] for c in cands],
+                hovertext=[
+                    f"{k.label}" + (f": {c['why']}" if c["why"] else "")
+                    for c, k in zip(cands, kinds, strict=True)
+                ],
             ),
             row=i + 1,
             col=1,
@@ -206,8 +247,8 @@ def _cuts(report: StudyReport, go: Any, make_subplots: Any) -> Any:
         fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=labels, row=i + 1, col=1)
     fig.update_xaxes(
         title_text=(
-            f"estimated loss at {human(report.tokens(report.full_steps))} tokens "
-            f"({report.level:.0%} interval; dashed: the cut line; green: kept)"
+            views.value_axis_title(report)
+            + f"; {report.level:.0%} interval for predictions; dashed: the cut line; green: kept"
         ),
         row=max(1, len(shown)),
         col=1,

@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from lawsearch.optuna._kinds import ValueKind, human_tokens, value_kind
 from lawsearch.report._collect import Decision, Lineage, StudyReport
 
 __all__ = [
@@ -30,12 +31,8 @@ __all__ = [
 ]
 
 
-def human(n: float) -> str:
-    """``245760`` -> ``246k``."""
-    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.3g}{unit}"
-    return f"{n:.0f}"
+#: ``245760`` -> ``246k``
+human = human_tokens
 
 
 def estimate_text(value: float, lo: float, hi: float) -> str:
@@ -46,6 +43,14 @@ def estimate_text(value: float, lo: float, hi: float) -> str:
     if math.isfinite(lo) and math.isfinite(hi) and lo < hi:  # observed: no interval
         text += f" [{lo:.4f}, {hi:.4f}]"
     return text
+
+
+def interval_text(lin: Lineage) -> str:
+    """``[5.0012, 5.2345]`` for a prediction; ``-`` for an observed value (it has none)."""
+    if lin.kind is None or not lin.kind.predicted:
+        return "-"
+    lo, hi = lin.predicted_lo, lin.predicted_hi
+    return f"[{lo:.4f}, {hi:.4f}]" if math.isfinite(lo) and math.isfinite(hi) else "-"
 
 
 def ranked_by_text(report: StudyReport, lin: Lineage) -> str:
@@ -95,8 +100,10 @@ def _columns(report: StudyReport) -> tuple[str, ...]:
         "trial",
         "reached",
         "ranked by",
-        f"full-budget estimate [{report.level:.0%} interval]",
-        "observed there",
+        "ranked value",
+        "value is",
+        f"{report.level:.0%} interval (predictions only)",
+        "observed at its budget",
         "decision",
         "mixture",
         "schedule",
@@ -130,7 +137,9 @@ def _rows(report: StudyReport, top: int | None = None) -> tuple[list[list[str]],
                 str(lin.number),
                 reached,
                 by,
-                estimate_text(lin.predicted, lin.predicted_lo, lin.predicted_hi),
+                f"{lin.predicted:.4f}" if math.isfinite(lin.predicted) else "-",
+                lin.kind.label if lin.kind is not None else "-",
+                interval_text(lin),
                 obs,
                 verdict(report, lin),
                 mix,
@@ -156,9 +165,11 @@ def format_table(report: StudyReport, *, top: int | None = None) -> str:
     out += [line(r) for r in rows]
     out.append("")
     out.append(
-        f"Estimates are of the loss at the full budget ({human(report.tokens(report.full_steps))} "
-        f"tokens) with {report.level:.0%} intervals, the level the search ranks with; a cut keeps "
-        "the best by the optimistic end of the interval."
+        "A ranked value is either predicted (the law's estimate of the loss at the full budget, "
+        f"{human(report.tokens(report.full_steps))} tokens, with a {report.level:.0%} interval, "
+        "the level the search ranks with; a cut keeps the best by the optimistic end) or "
+        "observed (the loss measured at the step it names: no usable extrapolation there, or "
+        "the full budget reached; no interval). 'value is' says which."
     )
     out += notes
     out.append(
@@ -181,9 +192,13 @@ def write_csv(report: StudyReport, path: Path) -> None:
                 *(f"w_{d}" for d in domains),
                 "schedule",
                 "ranked_by",
-                "estimate",
-                "estimate_lo",
-                "estimate_hi",
+                "value",
+                "value_kind",
+                "value_at_step",
+                "value_at_tokens",
+                "value_label",
+                "interval_lo",
+                "interval_hi",
                 "interval_level",
                 "observed_at_reached",
                 "observed_full",
@@ -195,6 +210,8 @@ def write_csv(report: StudyReport, path: Path) -> None:
         )
         for lin in report.lineages:
             d = lin.decision
+            vk = lin.kind
+            predicted = _predicted(vk)
             w.writerow(
                 [
                     lin.rank,
@@ -203,10 +220,11 @@ def write_csv(report: StudyReport, path: Path) -> None:
                     *(f"{lin.mixture.get(k, 0.0):.6f}" for k in domains),
                     lin.schedule,
                     lin.ranked_by,
-                    lin.predicted,
-                    lin.predicted_lo,
-                    lin.predicted_hi,
-                    report.level,
+                    lin.predicted if vk is not None else "",
+                    *(("",) * 4 if vk is None else (vk.kind, vk.at_step, vk.at_tokens, vk.label)),
+                    lin.predicted_lo if predicted else "",
+                    lin.predicted_hi if predicted else "",
+                    report.level if predicted else "",
                     d.observed if d is not None else math.nan,
                     lin.observed,
                     lin.reached_step,
@@ -222,6 +240,15 @@ def summary(report: StudyReport) -> dict[str, Any]:
 
     def lineage(lin: Lineage) -> dict[str, Any]:
         out = asdict(lin)
+        out.pop("kind")
+        # the value it was ranked by, named for what it is (`predicted` only for a prediction)
+        value = out.pop("predicted")
+        lo, hi = out.pop("predicted_lo"), out.pop("predicted_hi")
+        out["value"] = value if lin.kind is not None else None
+        out.update(_kind_fields(lin.kind))
+        out["interval_lo"], out["interval_hi"] = (lo, hi) if _predicted(lin.kind) else (None, None)
+        screen = lin.decisions[0] if lin.decisions and lin.decisions[0].rung == 0 else None
+        out["short_value_kind"] = _screen_kind(report, screen)
         out["decisions"] = [_decision(d) for d in lin.decisions]
         out["decision"] = verdict(report, lin)
         out["reached_tokens"] = report.tokens(lin.reached_step)
@@ -249,9 +276,34 @@ def summary(report: StudyReport) -> dict[str, Any]:
     )
 
 
+def _predicted(kind: ValueKind | None) -> bool:
+    return kind is not None and kind.predicted
+
+
+def _kind_fields(kind: ValueKind | None) -> dict[str, Any]:
+    """``value_kind``, ``value_at_step``, ``value_at_tokens``, ``value_label`` (None: no value)."""
+    if kind is None:
+        return {
+            "value_kind": None,
+            "value_at_step": None,
+            "value_at_tokens": None,
+            "value_label": None,
+        }
+    return dict(kind.as_dict())
+
+
+def _screen_kind(report: StudyReport, d: Decision | None) -> str | None:
+    """The kind of the screen's own value (``short_predicted``): the rung-0 trial's record."""
+    if d is None:
+        return None
+    return value_kind(d.own, report.tokens_per_step).kind
+
+
 def _decision(d: Decision) -> dict[str, Any]:
     out = asdict(d)
     out.pop("own")  # the trial's record, kept once: under the cut's entries and here
+    out.pop("kind")
+    out.update(_kind_fields(d.kind))
     out["own_value"] = d.own.get("value")
     out["own_ranked_by"] = d.own.get("ranked_by")
     return out

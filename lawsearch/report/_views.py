@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lawsearch.optuna import _records as records
+from lawsearch.optuna._kinds import ValueKind, value_kind
 from lawsearch.report._collect import Decision, Lineage, StudyReport
 from lawsearch.report._tables import human, ranked_by_text
 
@@ -24,11 +25,13 @@ __all__ = [
     "Check",
     "Panel",
     "Trajectory",
+    "candidate_kinds",
     "checks",
     "curve_panels",
     "cut_label",
     "leaders",
     "trajectories",
+    "value_axis_title",
 ]
 
 
@@ -66,6 +69,8 @@ class Panel:
     bands: tuple[Band, ...]
     observed_final: float
     missing: tuple[str, ...] = field(default=())
+    #: ``(rung, tokens, value)`` of each rung ranked by the loss observed there (no extrapolation)
+    fallbacks: tuple[tuple[int, float, float], ...] = field(default=())
 
     def y_range(self) -> tuple[float, float] | None:
         """Curve and estimates in view (a wide band must not flatten them), room for notes."""
@@ -103,7 +108,11 @@ class Check:
 
 @dataclass(frozen=True)
 class Trajectory:
-    """A lineage's full-budget estimates as its budget grew."""
+    """The values a lineage was ranked by as its budget grew, each with its kind.
+
+    A value is a full-budget prediction (with an interval) or a loss observed at
+    the budget (``kinds``); ``lo``/``hi`` are NaN for an observed one.
+    """
 
     number: int
     rank: int
@@ -112,6 +121,24 @@ class Trajectory:
     lo: tuple[float, ...]
     hi: tuple[float, ...]
     ranked_by: tuple[str, ...]
+    rungs: tuple[int, ...] = ()
+    kinds: tuple[ValueKind, ...] = ()
+
+
+def value_axis_title(report: StudyReport) -> str:
+    """The axis title of a ranked value: predicted at the full budget, or observed."""
+    return (
+        f"ranked value: loss predicted at {human(report.tokens(report.full_steps))} tokens "
+        "(filled) or observed at the budget (hollow)"
+    )
+
+
+def candidate_kinds(report: StudyReport, cut: dict[str, Any]) -> list[ValueKind]:
+    """The kind of each of a cut's candidates' values, in the cut's order."""
+    return [
+        value_kind({**c, "target": cut["target"], "budget": cut["budget"]}, report.tokens_per_step)
+        for c in cut["candidates"]
+    ]
 
 
 def _clean(values: Any) -> tuple[float, ...]:
@@ -146,10 +173,12 @@ def curve_panels(report: StudyReport, top: int = 12) -> list[Panel]:
     """One panel per lineage (the best ``top``): curve, each rung's path and estimate."""
     panels = []
     for lin in report.lineages[:top]:
-        bands, missing = [], []
+        bands, missing, fallbacks = [], [], []
         for d in lin.decisions:
             if d.ranked_by == records.OBSERVED:
                 continue  # no extrapolation: the observed final is drawn as such
+            if not d.kind.predicted and math.isfinite(d.value):
+                fallbacks.append((d.rung, report.tokens(d.kind.at_step), d.value))
             got = _band(report, d)
             if isinstance(got, str):
                 missing.append(got)
@@ -172,6 +201,7 @@ def curve_panels(report: StudyReport, top: int = 12) -> list[Panel]:
                 bands=tuple(bands),
                 observed_final=lin.observed,
                 missing=tuple(missing),
+                fallbacks=tuple(fallbacks),
             )
         )
     return panels
@@ -204,7 +234,7 @@ def checks(report: StudyReport) -> list[Check]:
 
 
 def trajectories(report: StudyReport, top: int = 12) -> list[Trajectory]:
-    """The best ``top`` lineages' full-budget estimates, by the budget they were made at.
+    """The values the best ``top`` lineages were ranked by, by the budget they were made at.
 
     ``made_at`` is dodged a little per lineage, so estimates made at one budget
     stand side by side.
@@ -222,6 +252,8 @@ def trajectories(report: StudyReport, top: int = 12) -> list[Trajectory]:
             lo=tuple(d.lo for d in lin.decisions),
             hi=tuple(d.hi for d in lin.decisions),
             ranked_by=tuple(d.ranked_by for d in lin.decisions),
+            rungs=tuple(d.rung for d in lin.decisions),
+            kinds=tuple(d.kind for d in lin.decisions),
         )
         for i, lin in enumerate(ranked)
     ]

@@ -1,7 +1,7 @@
 """The progress of a running search: a tqdm bar on a terminal, one line per event in a log.
 
-The bar shows the stage, the trial, its step and loss, the best predicted final
-loss in the study, and compute spent as a share of training every candidate
+The bar shows the stage, the trial, its step and loss, the best value in the
+study (labelled ``pred`` or ``observed@<step>``), and compute spent as a share of training every candidate
 fully. When the stream is not a terminal (``nohup``, a scheduler, ``| tee``) it
 writes one line per event instead (a trial starts, the stage changes, the search
 ends), so a log holds no carriage returns.
@@ -21,15 +21,20 @@ __all__ = ["Progress"]
 class Progress:
     """A tqdm bar on stderr (or silent counting) with the search's running numbers.
 
-    Shows the stage, the trial, its step and loss, the best predicted final loss
-    in the study, and compute spent as a share of training every candidate fully.
+    Shows the stage, the trial, its step and loss, the best value in the study
+    with its kind (``best pred``: a prediction at the full budget;
+    ``best observed@<step>``: a loss observed at that step, when nothing was
+    predicted or the candidate reached the full budget; see
+    ``lawsearch.optuna._kinds.best_value``), and compute spent as a share of
+    training every candidate fully.
 
     Args:
         total_tokens: the compute the search is expected to spend (the bar's length).
         full_tokens: the compute of training every candidate to the full budget.
         done_tokens: compute already spent in the study (when resuming).
         enabled: draw the bar.
-        study: the study, polled every few seconds for the best prediction.
+        study: the study, polled every few seconds for the best value.
+        target_step: the full budget in steps (what a prediction is for).
         lines: one line per event (a trial starts, the stage changes) instead of a bar
             redrawn with carriage returns; default: when ``file`` is not a terminal (a log).
         file: where the bar or the lines go (default: stderr).
@@ -45,13 +50,16 @@ class Progress:
         study: Any = None,
         lines: bool | None = None,
         file: TextIO | None = None,
+        target_step: int = 0,
     ) -> None:
         self._file = file if file is not None else sys.stderr
         self.full_tokens = float(full_tokens)
+        self.target_step = int(target_step)
         self.spent = float(done_tokens)
         self.stage = "screen"
         self.trial = "-"
         self.best = math.nan
+        self.best_kind = "pred"  # `ValueKind.short` of ``best``
         self._study = study
         self._polled = -math.inf
         self._lock = threading.Lock()
@@ -88,10 +96,9 @@ class Progress:
             return
         self._last_line = (self.stage, self.trial)
         share = self.spent / self.full_tokens if self.full_tokens else 0.0
-        best = "-" if math.isnan(self.best) else f"{self.best:.4f}"
         what = "done" if final else f"{self.stage}, trial {self.trial}"
         print(
-            f"search: {what} | best pred {best} | compute {100 * share:.1f}% of all-full",
+            f"search: {what} | {self._best_text()} | compute {100 * share:.1f}% of all-full",
             file=self._file,
             flush=True,
         )
@@ -122,14 +129,18 @@ class Progress:
         if self._study is None or (not force and now - self._polled < 2.0):
             return
         self._polled = now
-        from lawsearch.optuna._attrs import PREDICTED_FINAL
+        from lawsearch.optuna import _kinds, _records
 
-        best = math.inf
-        for t in self._study.get_trials(deepcopy=False):
-            v = t.user_attrs.get(PREDICTED_FINAL)
-            if isinstance(v, int | float) and math.isfinite(v):
-                best = min(best, float(v))
-        self.best = best if math.isfinite(best) else math.nan
+        got = _kinds.best_value(
+            self._study.get_trials(deepcopy=False),
+            _records.read_cuts(self._study),
+            self.target_step,
+        )
+        self.best, self.best_kind = (math.nan, "pred") if got is None else (got[0], got[1].short)
+
+    def _best_text(self) -> str:
+        """``best pred 5.0398`` or ``best observed@48 5.3120``: a loss is never called a pred."""
+        return f"best {self.best_kind} " + ("-" if math.isnan(self.best) else f"{self.best:.4f}")
 
     def _draw(self, *, step: int | None = None, value: float | None = None) -> None:
         if self._bar is None:
@@ -141,7 +152,7 @@ class Progress:
                 "trial": self.trial,
                 "step": "-" if step is None else step,
                 "loss": "-" if value is None else f"{value:.4f}",
-                "best pred": "-" if math.isnan(self.best) else f"{self.best:.4f}",
+                f"best {self.best_kind}": "-" if math.isnan(self.best) else f"{self.best:.4f}",
                 "compute": f"{100 * share:.1f}% of all-full",
             },
             refresh=True,

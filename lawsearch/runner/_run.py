@@ -224,6 +224,7 @@ def _search(
         enabled=progress,
         study=study,
         file=log,
+        target_step=int(cfg.full_steps),
     )
     live = _live_figures(study, cfg)  # the dashboard redraws a running trial's figure
 

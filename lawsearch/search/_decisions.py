@@ -21,7 +21,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from lawsearch.optuna import _attrs
+from lawsearch.optuna import _attrs, _kinds
 from lawsearch.optuna import _records as records
 
 __all__ = ["cut_record", "mixed_reason", "record_trial", "without_extrapolation"]
@@ -92,6 +92,8 @@ def record_trial(
     )
     trial.set_user_attr(_attrs.OBSERVED, _attrs.plain(values[-1]))
     trial.set_user_attr(_attrs.RANKED_BY, ranked_by)
+    tps = frozen.user_attrs.get(_attrs.TOKENS_PER_STEP)
+    trial.set_user_attr(_attrs.VALUE_KIND, _kinds.value_kind(record, tps).label)
     trial.set_user_attr(_attrs.INTERVAL_LEVEL, level)
     records.write_trial_record(trial, record)
     return float(score[0])

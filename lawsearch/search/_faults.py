@@ -58,6 +58,7 @@ _OWN = {
     _attrs.BUDGET,
     _attrs.OBSERVED,
     _attrs.RANKED_BY,
+    _attrs.VALUE_KIND,
     _attrs.INTERVAL_LEVEL,
     _attrs.FIGURE_ARTIFACT,
     _attrs.SURPLUS,

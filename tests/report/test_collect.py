@@ -78,14 +78,13 @@ def test_table_summary_and_records_agree(searched: tuple[Any, Any, str], tmp_pat
     with (tmp_path / "report" / "table.csv").open() as fh:
         table_csv = list(csv.DictReader(fh))
     assert saved["interval_level"] == 0.8
-    assert "[80% interval]" in table.splitlines()[0]
+    assert "80% interval (predictions only)" in table.splitlines()[0]
     for lin, row, entry, line in zip(rep.lineages, rows, saved["lineages"], table_csv, strict=True):
         d = decided[lin.trials[-1]] if lin.trials[-1] in decided else decided[lin.trials[-2]]
-        stored = (d["value"], d["lo"] or math.nan, d["hi"] or math.nan)
         # the table's number, the summary's and the CSV's are the stored record's
-        assert row[4].strip() == estimate_text(*stored)
-        assert (entry["predicted"], entry["ranked_by"]) == (d["value"], d["ranked_by"])
-        assert float(line["estimate"]) == d["value"] and line["ranked_by"] == d["ranked_by"]
+        assert row[4].strip() == estimate_text(d["value"], math.nan, math.nan)
+        assert (entry["value"], entry["ranked_by"]) == (d["value"], d["ranked_by"])
+        assert float(line["value"]) == d["value"] and line["ranked_by"] == d["ranked_by"]
         assert int(row[1]) == entry["number"] == int(line["trial"])
         assert entry["decisions"][-1]["position"] == d["position"]
         assert (

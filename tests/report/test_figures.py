@@ -104,7 +104,7 @@ def test_html_page_is_self_contained_with_the_same_views(report: Any, tmp_path: 
     assert "<script src=" not in page and 'src="http' not in page
     assert "plotly.js v" in page
     assert page.count("Plotly.newPlot") == 5
-    assert "full-budget estimate [80% interval]" in page
+    assert "80% interval (predictions only)" in page
     sections = figures(report)
     curves = sections["Curves and the law's extrapolations"][0]
     bands = [tr for tr in curves.data if tr.fill == "toself"]
