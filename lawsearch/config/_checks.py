@@ -7,6 +7,7 @@ from typing import Any
 from lawsearch._errors import did_you_mean
 from lawsearch.config._schema import DEVICES, DTYPES, SCHEDULE_FAMILIES, StudyConfig
 from lawsearch.mixtures import validate_mixture_bounds
+from lawsearch.train._protocol import check_micro_batch
 
 __all__ = ["KEEP_CHECKPOINTS", "PROMOTIONS", "validate"]
 
@@ -41,6 +42,8 @@ def validate(cfg: StudyConfig) -> None:
             f"{cfg.train.keep_checkpoints!r}"
             + did_you_mean(cfg.train.keep_checkpoints, KEEP_CHECKPOINTS)
         )
+    if cfg.train.micro_batch:
+        check_micro_batch(cfg.train.micro_batch, cfg.train.batch_size, "train.micro_batch")
     _validate_heartbeat(cfg)
     c = cfg.corpus
     if c.max_bytes_per_domain < 1024:
@@ -233,6 +236,11 @@ def _validate_heartbeat(cfg: StudyConfig) -> None:
             f"`study.grace_period` ({st.grace_period} s) must be longer than "
             f"`study.heartbeat_interval` ({st.heartbeat_interval} s), or live trials are "
             "failed as stale; raise it (3 x the interval is a safe choice)."
+        )
+    if st.reconnect_timeout < 1:
+        raise ValueError(
+            f"`study.reconnect_timeout` must be >= 1 second (how long a worker retries a lost "
+            f"database connection); got {st.reconnect_timeout}."
         )
 
 

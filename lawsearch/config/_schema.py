@@ -53,6 +53,9 @@ class StudySection:
             worker fails the trial (its worker died) and retries it from its last
             checkpoint. Longer than ``heartbeat_interval``; a trial's checkpoint or
             evaluation must not block its process that long.
+        reconnect_timeout: PostgreSQL: seconds a worker keeps retrying (backoff 0.5 s to
+            8 s) when the database connection drops (a server restart), before it exits
+            with a message; the study's data stay in the database.
     """
 
     name: str
@@ -61,6 +64,7 @@ class StudySection:
     storage: str = ""
     heartbeat_interval: int = 60
     grace_period: int = 180
+    reconnect_timeout: int = 300
 
     @property
     def is_journal(self) -> bool:
@@ -259,6 +263,9 @@ class SearchConfig:
 
     ``max_retries``: how many times a trial that failed (raised, or its worker died)
     is retried, each time from its last checkpoint (``train.checkpoint_every``).
+    ``oom_retry``: a trial that runs out of memory is retried from its last checkpoint
+    at half its micro-batch (``train.micro_batch``) with twice the gradient accumulation
+    (the same effective batch), down to 1; these retries do not count in ``max_retries``.
     """
 
     candidates: int = 12
@@ -266,6 +273,7 @@ class SearchConfig:
     rungs: tuple[float, ...] = (1.0,)
     promotion: str = "sync"
     max_retries: int = 2
+    oom_retry: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -302,6 +310,8 @@ class TrainConfig:
     ``keep_checkpoints``: ``"needed"`` deletes the checkpoints no continuation or retry
     can use any more (all but the last of each live lineage and the pick's); ``"all"``
     keeps every file.
+    ``micro_batch``: sequences per forward/backward pass (0, the default: ``batch_size``);
+    each step accumulates the gradients of ``batch_size / micro_batch`` passes.
     """
 
     batch_size: int = 8
@@ -316,6 +326,7 @@ class TrainConfig:
     threads: int = 0
     compile: bool = False
     keep_checkpoints: str = "needed"
+    micro_batch: int = 0
 
     @property
     def tokens_per_step(self) -> int:
