@@ -7,18 +7,11 @@ import functools
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["CurveError", "FitError", "StorageUnavailable", "did_you_mean"]
+__all__ = ["CurveError", "FitError", "did_you_mean"]
 
 
 class FitError(ValueError):
     """Raised when a prediction is asked of a fit whose status is ``failed``."""
-
-
-class StorageUnavailable(RuntimeError):
-    """The study's database stayed unreachable past ``study.reconnect_timeout``.
-
-    Nothing is lost: what was written is in the database; the same command resumes.
-    """
 
 
 class CurveError(ValueError):

@@ -237,11 +237,6 @@ def _validate_heartbeat(cfg: StudyConfig) -> None:
             f"`study.heartbeat_interval` ({st.heartbeat_interval} s), or live trials are "
             "failed as stale; raise it (3 x the interval is a safe choice)."
         )
-    if st.reconnect_timeout < 1:
-        raise ValueError(
-            f"`study.reconnect_timeout` must be >= 1 second (how long a worker retries a lost "
-            f"database connection); got {st.reconnect_timeout}."
-        )
 
 
 def _validate_search(cfg: StudyConfig) -> None:

@@ -53,9 +53,6 @@ class StudySection:
             worker fails the trial (its worker died) and retries it from its last
             checkpoint. Longer than ``heartbeat_interval``; a trial's checkpoint or
             evaluation must not block its process that long.
-        reconnect_timeout: PostgreSQL: seconds a worker keeps retrying (backoff 0.5 s to
-            8 s) when the database connection drops (a server restart), before it exits
-            with a message; the study's data stay in the database.
     """
 
     name: str
@@ -64,7 +61,6 @@ class StudySection:
     storage: str = ""
     heartbeat_interval: int = 60
     grace_period: int = 180
-    reconnect_timeout: int = 300
 
     @property
     def is_journal(self) -> bool:

@@ -44,7 +44,7 @@ from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from lawsearch._errors import StorageUnavailable, did_you_mean
+from lawsearch._errors import did_you_mean
 from lawsearch._fit import MAX_TREND_RATIO
 from lawsearch.laws import Law
 from lawsearch.optuna import _attrs
@@ -347,8 +347,6 @@ class RetrievalRerank:
         except optuna.TrialPruned:
             study.tell(trial, state=TrialState.PRUNED)
             return
-        except StorageUnavailable:
-            raise  # the database, not the trial: nothing can be recorded (the worker exits)
         except Exception as exc:  # one trial's error (OOM, divergence, ...) never ends the search
             oom = self.oom_retry
             fail_trial(study, trial, resume_step, exc, max_retries=self.max_retries, oom_retry=oom)
