@@ -32,7 +32,12 @@ from lawsearch.optuna import _attrs as attrs
 from lawsearch.optuna import _compat as compat
 from lawsearch.optuna._positions import add_row
 from lawsearch.search import RetrievalRerank, sync_keep
-from lawsearch.search._faults import Diverged, DivergenceCheck, record_checkpoint
+from lawsearch.search._faults import (
+    Diverged,
+    DivergenceCheck,
+    record_checkpoint,
+    with_micro_batch,
+)
 from lawsearch.storage import open_storage
 from lawsearch.train._protocol import Trainer, takes_on_checkpoint
 
@@ -176,6 +181,7 @@ def build_trainer(cfg: StudyConfig) -> Any:
         target_domains=(o.domain,) if o.domain else (),
         target_weights={k: float(v) for k, v in o.weights.items()},
         compile=t.compile,
+        micro_batch=t.micro_batch,
     )
     return TransformersTrainer(model=model, data=data, train=train)
 
@@ -304,6 +310,7 @@ def build_search(
 
     def objective(trial: optuna.Trial, budget_steps: int, resume_from: str | None) -> str | None:
         config = suggest_config(cfg, trial, tokens_available=tokens_available)
+        config = dict(with_micro_batch(trial, trainer, config))
         frozen = compat.trial_now(trial.study, trial)
         start = int(frozen.user_attrs.get(attrs.RESUME_STEP, 0)) if resume_from else 0
         screening = budget_steps <= cfg.short_steps
@@ -359,6 +366,7 @@ def build_search(
         quantile=cfg.pruner.search_quantile,
         promotion=cfg.search.promotion,
         max_retries=cfg.search.max_retries,
+        oom_retry=cfg.search.oom_retry,
         checkpoint_dir=str(cfg.checkpoint_dir),
         keep_checkpoints=cfg.train.keep_checkpoints,
     )

@@ -7,6 +7,7 @@ from typing import Any
 from lawsearch._errors import did_you_mean
 from lawsearch.config._schema import DEVICES, DTYPES, SCHEDULE_FAMILIES, StudyConfig
 from lawsearch.mixtures import validate_mixture_bounds
+from lawsearch.train._protocol import check_micro_batch
 
 __all__ = ["KEEP_CHECKPOINTS", "PROMOTIONS", "validate"]
 
@@ -41,6 +42,8 @@ def validate(cfg: StudyConfig) -> None:
             f"{cfg.train.keep_checkpoints!r}"
             + did_you_mean(cfg.train.keep_checkpoints, KEEP_CHECKPOINTS)
         )
+    if cfg.train.micro_batch:
+        check_micro_batch(cfg.train.micro_batch, cfg.train.batch_size, "train.micro_batch")
     _validate_heartbeat(cfg)
     c = cfg.corpus
     if c.max_bytes_per_domain < 1024:

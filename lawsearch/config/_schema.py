@@ -259,6 +259,9 @@ class SearchConfig:
 
     ``max_retries``: how many times a trial that failed (raised, or its worker died)
     is retried, each time from its last checkpoint (``train.checkpoint_every``).
+    ``oom_retry``: a trial that runs out of memory is retried from its last checkpoint
+    at half its micro-batch (``train.micro_batch``) with twice the gradient accumulation
+    (the same effective batch), down to 1; these retries do not count in ``max_retries``.
     """
 
     candidates: int = 12
@@ -266,6 +269,7 @@ class SearchConfig:
     rungs: tuple[float, ...] = (1.0,)
     promotion: str = "sync"
     max_retries: int = 2
+    oom_retry: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -302,6 +306,8 @@ class TrainConfig:
     ``keep_checkpoints``: ``"needed"`` deletes the checkpoints no continuation or retry
     can use any more (all but the last of each live lineage and the pick's); ``"all"``
     keeps every file.
+    ``micro_batch``: sequences per forward/backward pass (0, the default: ``batch_size``);
+    each step accumulates the gradients of ``batch_size / micro_batch`` passes.
     """
 
     batch_size: int = 8
@@ -316,6 +322,7 @@ class TrainConfig:
     threads: int = 0
     compile: bool = False
     keep_checkpoints: str = "needed"
+    micro_batch: int = 0
 
     @property
     def tokens_per_step(self) -> int:

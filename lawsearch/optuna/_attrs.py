@@ -30,15 +30,18 @@ __all__ = [
     "FIGURED_TRIALS",
     "FIGURE_ARTIFACT",
     "FIT_STATUS",
+    "GRAD_ACCUMULATION",
     "INTERVAL_LEVEL",
     "LAST_CHECKPOINT",
     "LAST_CHECKPOINT_STEP",
     "LAW",
     "LOSS_PER_POSITION",
     "LR",
+    "MICRO_BATCH",
     "MIXTURE_SPEC_PREFIX",
     "MIXTURE_WEIGHT_PREFIX",
     "OBSERVED",
+    "OOM_RETRIES",
     "PARAM_PREFIX",
     "PARENT",
     "PREDICTED_AT_STEP",
@@ -163,6 +166,14 @@ ERROR = PREFIX + "error"
 #: the process that claimed the trial (``<host>-<pid>``): on a journal file a RUNNING trial
 #: whose process holds no lock any more is failed and retried by a live worker
 WORKER = PREFIX + "worker"
+#: the micro-batch (sequences per forward/backward pass) the trial trains with, and the
+#: gradient-accumulation passes per optimizer step (``batch_size / micro_batch``): written by a
+#: trainer that accumulates before it trains; a retry after an out-of-memory error halves the
+#: micro-batch (same effective batch) and a continuation keeps its parent's
+MICRO_BATCH = PREFIX + "micro_batch"
+GRAD_ACCUMULATION = PREFIX + "grad_accumulation"
+#: how many out-of-memory retries (each at a smaller micro-batch) came before this trial
+OOM_RETRIES = PREFIX + "oom_retries"
 #: checkpoint files of the trial that retention deleted (no continuation or retry can use them)
 CHECKPOINTS_DELETED = PREFIX + "checkpoints_deleted"
 

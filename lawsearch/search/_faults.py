@@ -8,6 +8,12 @@
   each is written) with its reported curve up to that step carried over, so a
   crash repeats at most one checkpoint interval. A retry is the same lineage, never
   a new candidate. Each (lineage, rung) gets at most ``max_retries`` retries.
+* A trial that runs out of memory (``is_out_of_memory``) and trains with a known
+  micro-batch (``lawsearch:micro_batch``, written by ``with_micro_batch``) is retried
+  the same way at the next smaller micro-batch (``smaller_micro_batch``: half, a
+  divisor of the batch) with more gradient accumulation, so the effective batch and
+  the curve stay the same; these retries do not count in ``max_retries`` and end at
+  micro-batch 1, where the trial fails with a message saying what to change.
 * A loss that is NaN/infinite or explodes above ``EXPLODE_RATIO`` times the
   curve's first reported loss ends the trial as *diverged* (FAIL with
   ``lawsearch:diverged``); it is not retried (the same parameters diverge again).
@@ -24,6 +30,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from lawsearch.optuna import _attrs
 from lawsearch.optuna import _compat as compat
+from lawsearch.train._protocol import smaller_micro_batch
 
 __all__ = [
     "EXPLODE_RATIO",
@@ -34,11 +41,14 @@ __all__ = [
     "error_text",
     "fail_and_retry",
     "fail_stale",
+    "fail_trial",
     "is_candidate",
+    "is_out_of_memory",
     "is_surplus",
     "record_checkpoint",
     "requeue",
     "retry_of",
+    "with_micro_batch",
 ]
 
 #: a minimised loss above this multiple of the curve's first reported loss has diverged
@@ -113,16 +123,24 @@ def record_checkpoint(trial: Trial, step: int, checkpoint: str) -> None:
     trial.set_user_attr(_attrs.LAST_CHECKPOINT_STEP, int(step))
 
 
-def requeue(study: optuna.Study, failed: FrozenTrial, *, max_retries: int) -> int | None:
+def requeue(
+    study: optuna.Study,
+    failed: FrozenTrial,
+    *,
+    max_retries: int,
+    set_attrs: Mapping[str, Any] | None = None,
+) -> int | None:
     """Add a WAITING retry of the FAILED ``failed``; its number, or None when out of retries.
 
     The retry resumes from ``failed``'s last recorded checkpoint (else from where
     ``failed`` itself resumed, else from scratch) and inherits ``failed``'s reported
     values up to that step, so the curve of the lineage continues unbroken.
+    ``set_attrs`` (an out-of-memory retry's smaller micro-batch) are set on the retry,
+    which then does not count in ``max_retries``.
     """
     a = failed.user_attrs
     tries = int(a.get(_attrs.RETRIES, 0) or 0)
-    if tries >= max_retries:
+    if set_attrs is None and tries >= max_retries:
         return None
     keep: dict[str, Any] = {
         k: v
@@ -132,7 +150,8 @@ def requeue(study: optuna.Study, failed: FrozenTrial, *, max_retries: int) -> in
         and not k.startswith((_attrs.RUNG_PREFIX, _attrs.PARAM_PREFIX))
     }
     keep[_attrs.RETRY_OF] = failed.number
-    keep[_attrs.RETRIES] = tries + 1
+    keep[_attrs.RETRIES] = tries + 1 if set_attrs is None else tries
+    keep.update(set_attrs or {})
     keep.setdefault(_attrs.RUNG, 0)
     if _attrs.PARENT not in a:
         keep.setdefault(_attrs.ROOT, failed.number)
@@ -156,14 +175,20 @@ def requeue(study: optuna.Study, failed: FrozenTrial, *, max_retries: int) -> in
     return int(store.get_trial_number_from_id(tid))
 
 
-def fail_and_retry(study: optuna.Study, failed: FrozenTrial, *, max_retries: int) -> bool:
+def fail_and_retry(
+    study: optuna.Study,
+    failed: FrozenTrial,
+    *,
+    max_retries: int,
+    set_attrs: Mapping[str, Any] | None = None,
+) -> bool:
     """Queue ``failed``'s retry, *then* set it FAIL; whether this call failed it.
 
     In this order the lineage always has a live trial, so no worker sees its rung
     finished (and cuts it) in between. When another worker failed it first, the
     second retry is a duplicate that ``claim_is_unique`` drops.
     """
-    requeue(study, failed, max_retries=max_retries)
+    requeue(study, failed, max_retries=max_retries, set_attrs=set_attrs)
     try:
         return bool(
             compat.storage(study).set_trial_state_values(
@@ -172,6 +197,86 @@ def fail_and_retry(study: optuna.Study, failed: FrozenTrial, *, max_retries: int
         )
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch's ``OutOfMemoryError`` (CUDA and other devices) or a RuntimeError saying so."""
+    if any(
+        c.__name__ == "OutOfMemoryError" and c.__module__.startswith("torch")
+        for c in type(exc).__mro__
+    ):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def with_micro_batch(trial: Trial, trainer: Any, config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``config`` with ``trial``'s micro-batch (a retry's smaller one), recorded in its attrs.
+
+    For trainers that accumulate gradients (``trainer.accumulation(config) -> (batch,
+    micro_batch)``); others get ``config`` back unchanged.
+    """
+    plan = getattr(trainer, "accumulation", None)
+    if plan is None:
+        return config
+    out = dict(config)
+    micro = trial.user_attrs.get(_attrs.MICRO_BATCH)
+    if micro is not None:
+        out["micro_batch"] = int(micro)
+    batch, micro = plan(out)
+    trial.set_user_attr(_attrs.MICRO_BATCH, int(micro))
+    trial.set_user_attr(_attrs.GRAD_ACCUMULATION, int(batch) // int(micro))
+    return out
+
+
+def fail_trial(
+    study: optuna.Study,
+    trial: Trial,
+    resume_step: int,
+    error: BaseException,
+    *,
+    max_retries: int,
+    oom_retry: bool = True,
+) -> None:
+    """FAIL ``trial`` for ``error`` (counting the steps it reported) and queue its retry.
+
+    A divergence is not retried; an out-of-memory error (with ``oom_retry`` and a known
+    micro-batch) is retried at the next smaller micro-batch, or not at all at 1; any
+    other error is retried while ``max_retries`` last (see the module docstring).
+    """
+    frozen = compat.trial_now(study, trial)
+    values, a = frozen.intermediate_values, frozen.user_attrs
+    trained = max(values) - resume_step if values else 0
+    if trained > 0:
+        trial.set_user_attr(_attrs.COMPUTE_STEPS, float(trained))
+    text = error_text(error)
+    if isinstance(error, Diverged):
+        trial.set_user_attr(_attrs.DIVERGED, 1.0)
+        trial.set_user_attr(_attrs.FIT_STATUS, "diverged")
+        trial.set_user_attr(_attrs.ERROR, text)
+        study.tell(trial, state=TrialState.FAIL)
+        return
+    smaller: dict[str, Any] | None = None
+    if oom_retry and is_out_of_memory(error) and a.get(_attrs.MICRO_BATCH) is not None:
+        micro = int(a[_attrs.MICRO_BATCH])
+        batch = micro * int(a.get(_attrs.GRAD_ACCUMULATION, 1))
+        less = smaller_micro_batch(micro, batch)
+        if less is None:
+            trial.set_user_attr(
+                _attrs.ERROR,
+                f"out of memory at micro_batch 1, the smallest (not retried): lower "
+                f"`train.batch_size`, `train.seq_len` or the model size, or train on a device "
+                f"with more memory. {text}"[:_MAX_ERROR],
+            )
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        smaller = {
+            _attrs.MICRO_BATCH: less,
+            _attrs.GRAD_ACCUMULATION: batch // less,
+            _attrs.OOM_RETRIES: int(a.get(_attrs.OOM_RETRIES, 0)) + 1,
+        }
+    trial.set_user_attr(_attrs.ERROR, text)
+    frozen = compat.trial_now(study, trial)
+    fail_and_retry(study, frozen, max_retries=max_retries, set_attrs=smaller)
 
 
 def fail_stale(study: optuna.Study, *, max_retries: int) -> list[int]:

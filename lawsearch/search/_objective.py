@@ -15,7 +15,12 @@ import optuna
 from optuna.trial import Trial
 
 from lawsearch.optuna import _compat as compat
-from lawsearch.search._faults import Diverged, DivergenceCheck, record_checkpoint
+from lawsearch.search._faults import (
+    Diverged,
+    DivergenceCheck,
+    record_checkpoint,
+    with_micro_batch,
+)
 from lawsearch.train._protocol import takes_on_checkpoint
 
 __all__ = ["Objective", "trainer_objective"]
@@ -40,7 +45,7 @@ def trainer_objective(trainer: Any, config: Any, prune: bool) -> Objective:
 
         kw: dict[str, Any] = {"on_checkpoint": on_checkpoint} if extra else {}
         kw.update(budget_steps=budget_steps, resume_from=resume_from, report=report)
-        res = trainer.train(config(trial), **kw)
+        res = trainer.train(with_micro_batch(trial, trainer, config(trial)), **kw)
         if diverged.why is not None:
             raise Diverged(diverged.why)
         if res.stopped:

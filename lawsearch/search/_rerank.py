@@ -53,11 +53,9 @@ from lawsearch.optuna._records import observed_value, write_cut
 from lawsearch.search._decisions import cut_record, mixed_reason, without_extrapolation
 from lawsearch.search._extrapolate import RungExtrapolator, optimistic
 from lawsearch.search._faults import (
-    Diverged,
     claim_is_unique,
-    error_text,
-    fail_and_retry,
     fail_stale,
+    fail_trial,
     is_candidate,
     is_surplus,
     retry_of,
@@ -134,6 +132,8 @@ class RetrievalRerank:
         max_retries: how many times a failed trial (an exception, a dead worker) is
             retried, each time from its last recorded checkpoint
             (``lawsearch.search._faults``). A trial that raises never ends the search.
+        oom_retry: retry a trial that ran out of memory at a smaller micro-batch (same
+            effective batch; trainers with ``accumulation``), not counted in ``max_retries``.
         checkpoint_dir: where the trainer writes checkpoints (files outside it are
             never deleted).
         keep_checkpoints: ``"all"``, or ``"needed"``: after each trial delete the
@@ -163,6 +163,7 @@ class RetrievalRerank:
         prune: bool = False,
         promotion: str = "async",
         max_retries: int = 2,
+        oom_retry: bool = True,
         checkpoint_dir: str | None = None,
         keep_checkpoints: str = "all",
     ) -> None:
@@ -203,6 +204,7 @@ class RetrievalRerank:
         if max_retries < 0:
             raise ValueError(f"`max_retries` must be >= 0; got {max_retries!r}.")
         self.max_retries = int(max_retries)
+        self.oom_retry = bool(oom_retry)
         if keep_checkpoints not in ("all", "needed"):
             raise ValueError(
                 f"`keep_checkpoints` must be 'all' or 'needed'; got {keep_checkpoints!r}."
@@ -345,15 +347,9 @@ class RetrievalRerank:
         except optuna.TrialPruned:
             study.tell(trial, state=TrialState.PRUNED)
             return
-        except Diverged as exc:
-            trial.set_user_attr(_attrs.DIVERGED, 1.0)
-            trial.set_user_attr(_attrs.FIT_STATUS, "diverged")
-            trial.set_user_attr(_attrs.ERROR, error_text(exc))
-            self._fail(study, trial, resume_step, retry=False)
-            return
-        except Exception as exc:  # one trial's error (OOM, a bad batch) never ends the search
-            trial.set_user_attr(_attrs.ERROR, error_text(exc))
-            self._fail(study, trial, resume_step, retry=True)
+        except Exception as exc:  # one trial's error (OOM, divergence, ...) never ends the search
+            oom = self.oom_retry
+            fail_trial(study, trial, resume_step, exc, max_retries=self.max_retries, oom_retry=oom)
             return
         trial.set_user_attr(_attrs.COMPUTE_STEPS, float(budget - resume_step))
         if checkpoint is not None:
@@ -372,17 +368,6 @@ class RetrievalRerank:
         # the objective value is the full-budget estimate (comparable across budgets); the
         # loss observed at this budget is the attr lawsearch:observed (its decision record)
         study.tell(trial, self.extrapolator.extrapolate(study, trial, latest, rung))
-
-    def _fail(self, study: optuna.Study, trial: Trial, resume_step: int, *, retry: bool) -> None:
-        """FAIL ``trial`` (counting the steps it reported) and queue its retry if it has one."""
-        values = compat.trial_now(study, trial).intermediate_values
-        trained = max(values) - resume_step if values else 0
-        if trained > 0:
-            trial.set_user_attr(_attrs.COMPUTE_STEPS, float(trained))
-        if retry:
-            fail_and_retry(study, compat.trial_now(study, trial), max_retries=self.max_retries)
-        else:
-            study.tell(trial, state=TrialState.FAIL)
 
     # ---------------------------------------------------------------- promote
     def _nodes(

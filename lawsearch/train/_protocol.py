@@ -20,6 +20,11 @@ the search records it in the trial, so a retry after a crash resumes from the
 last one instead of the trial's start. Trainers without it still work; their
 retries restart from where the trial started.
 
+A trainer that accumulates gradients over micro-batches takes ``config["micro_batch"]``
+(sequences per forward/backward pass, dividing its batch size): the search
+passes a smaller one to the retry of a trial that ran out of memory, so the
+retry trains the same effective batch in less memory.
+
 ``step`` is the *optimizer step* (an int that fits in 32 bits), ``value`` the
 evaluation loss (lower is better) and ``extras`` plain JSON-safe floats/strings
 (per-domain losses, tokens seen, learning rate, ...).
@@ -36,7 +41,9 @@ __all__ = [
     "ReportFn",
     "TrainResult",
     "Trainer",
+    "check_micro_batch",
     "never_stop",
+    "smaller_micro_batch",
     "takes_on_checkpoint",
 ]
 
@@ -125,3 +132,29 @@ def takes_on_checkpoint(trainer: Any) -> bool:
     return "on_checkpoint" in params or any(
         p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
     )
+
+
+def check_micro_batch(micro_batch: Any, batch_size: int, name: str) -> None:
+    """Raise a ``ValueError`` naming ``name`` and the fix unless ``micro_batch`` divides it."""
+    if (
+        isinstance(micro_batch, bool)
+        or not isinstance(micro_batch, int)
+        or micro_batch < 1
+        or batch_size % micro_batch
+    ):
+        divisors = [d for d in range(1, batch_size + 1) if batch_size % d == 0]
+        raise ValueError(
+            f"`{name}` must be a positive integer dividing the batch size {batch_size} (each "
+            f"step accumulates batch_size / micro_batch passes); got {micro_batch!r}. Use one "
+            f"of {divisors}, or leave it out to use the whole batch at once."
+        )
+
+
+def smaller_micro_batch(micro_batch: int, batch_size: int) -> int | None:
+    """The largest divisor of ``batch_size`` at most half ``micro_batch``; None at 1.
+
+    The micro-batch a trial that ran out of memory is retried with (same effective batch).
+    """
+    if micro_batch <= 1:
+        return None
+    return max(d for d in range(1, micro_batch // 2 + 1) if batch_size % d == 0)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lawsearch._errors import did_you_mean
+from lawsearch.train._protocol import check_micro_batch
 
 __all__ = ["DEVICES", "DTYPES", "DataSpec", "TrainSpec"]
 
@@ -124,6 +125,10 @@ class TrainSpec:
 
     Attributes:
         batch_size: sequences per optimizer step, over all DDP ranks.
+        micro_batch: sequences per forward/backward pass (0: ``batch_size``); each step
+            accumulates the gradients of ``batch_size / micro_batch`` passes, so the
+            step (loss, gradient, update) is the full batch's, in less memory.
+            ``config["micro_batch"]`` of a ``train`` call overrides it.
         eval_every: optimizer steps between held-out evaluations (and reports).
         eval_batches: held-out batches (of ``batch_size`` blocks) per domain.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
@@ -162,12 +167,15 @@ class TrainSpec:
     eval_at_start: bool = False
     target_weights: Mapping[str, float] = field(default_factory=dict)
     compile: bool = False
+    micro_batch: int = 0
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "eval_every", "eval_batches"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"`TrainSpec.{name}` must be a positive integer; got {value!r}.")
+        if self.micro_batch:
+            check_micro_batch(self.micro_batch, self.batch_size, "TrainSpec.micro_batch")
         if self.device not in DEVICES:
             raise ValueError(
                 f"`TrainSpec.device` must be one of {DEVICES}; got {self.device!r}"

@@ -6,16 +6,23 @@ One ``train`` call, top to bottom::
     for step in [start, stop):
         lr = schedule.lr(step)                      # lawsearch.schedules, set every step
         batch = blocks[stream.take(batch_size)]     # interleave_datasets mixture
-        loss = CE(model(batch[:, :-1]), batch[:, 1:]); backward; clip; AdamW step
+        for micro in split(batch, batch_size / micro_batch):    # gradient accumulation
+            loss = CE(model(micro[:, :-1]), micro[:, 1:]) / passes; backward
+        clip; AdamW step
         every eval_every steps: held-out eval -> report(step, mean loss, extras)
     checkpoint (atomic) -> TrainResult
 
 Only rank 0 reports and writes checkpoints under DDP (``torchrun``); every rank
 returns the same ``TrainResult``.
+
+Over 600 lines for one concept: the training loop above and the state a
+checkpoint holds (build, resume, accumulated step, evaluate, save) change
+together; split apart, the loop could no longer be read in one place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -43,7 +50,7 @@ from lawsearch.train._ddp import Dist, setup_distributed
 from lawsearch.train._evaluate import autocast_ctx, embedding_dimensions, held_out_loss
 from lawsearch.train._model import ModelSpec, build_model
 from lawsearch.train._pack import prepare_domains
-from lawsearch.train._protocol import CheckpointFn, ReportFn, TrainResult
+from lawsearch.train._protocol import CheckpointFn, ReportFn, TrainResult, check_micro_batch
 from lawsearch.train._specs import DataSpec, TrainSpec
 
 __all__ = ["DataSpec", "ModelSpec", "TrainSpec", "TransformersTrainer"]
@@ -71,7 +78,9 @@ class TransformersTrainer:
 
     ``config`` of ``train`` holds ``"mixture"`` (domain -> weight, summing to 1),
     ``"schedule"`` (a ``lawsearch.schedules.Schedule`` or its dict) and optionally
-    ``"seed"`` and ``"run_id"``; other keys (e.g. raw Optuna params) are ignored.
+    ``"seed"``, ``"run_id"`` and ``"micro_batch"`` (overrides ``TrainSpec.micro_batch``:
+    the same step in ``batch_size / micro_batch`` accumulated passes, e.g. to retry
+    after running out of memory); other keys (e.g. raw Optuna params) are ignored.
 
     Reports: ``value`` is the held-out loss weighted by ``target_weights`` (else the
     mean over ``target_domains``, all by default); ``extras``
@@ -162,6 +171,13 @@ class TransformersTrainer:
     @property
     def tokens_per_step(self) -> int:
         return self.train_spec.batch_size * self.model_spec.seq_len
+
+    def accumulation(self, config: Mapping[str, Any]) -> tuple[int, int]:
+        """``(batch_size, micro_batch)`` a ``train(config)`` call uses (checked)."""
+        ts = self.train_spec
+        micro = config.get("micro_batch") or ts.micro_batch or ts.batch_size
+        check_micro_batch(micro, ts.batch_size, "config['micro_batch']")
+        return ts.batch_size, int(micro)
 
     # ---- config ------------------------------------------------------------------------
 
@@ -398,6 +414,7 @@ class TransformersTrainer:
             raise ValueError(f"`budget_steps` must be a positive integer; got {budget_steps!r}.")
         weights, schedule, seed, run_id = self._parse_config(config)
         ts = self.train_spec
+        _, micro = self.accumulation(config)
         if ts.threads:
             torch.set_num_threads(ts.threads)
         dist = setup_distributed(
@@ -407,6 +424,13 @@ class TransformersTrainer:
             raise ValueError(
                 f"`TrainSpec.batch_size` ({ts.batch_size}) must be divisible by the number of "
                 f"DDP processes ({dist.world})."
+            )
+        passes = ts.batch_size // micro
+        if (ts.batch_size // dist.world) % passes:
+            raise ValueError(
+                f"micro_batch {micro}: the {ts.batch_size // dist.world} sequences per DDP "
+                f"process do not split into {passes} equal passes; use a `micro_batch` that is a "
+                f"multiple of the {dist.world} processes."
             )
         if dist.is_main:  # rank 0 fills the on-disk caches, the others then read them
             self.prepare()
@@ -454,7 +478,7 @@ class TransformersTrainer:
             for group in run.optimizer.param_groups:
                 group["lr"] = lr
             x = self._next_batch(run, dist, device)
-            loss = self._step(model, run, x, amp_dtype)
+            loss = self._step(model, run, x, amp_dtype, passes)
             lrs.append(float(run.optimizer.param_groups[0]["lr"]))
             run.intrinsic_time += lr
             run.step += 1
@@ -504,20 +528,25 @@ class TransformersTrainer:
         batch = np.stack([self._blocks[int(d)].train[int(r)] for d, r in pairs])
         return torch.from_numpy(batch).to(device, torch.long, non_blocking=True)
 
-    def _step(self, model: Any, run: _Run, x: Any, amp_dtype: Any) -> Any:
-        """One optimizer step on blocks ``x``: forward, cross-entropy, backward, clip, AdamW."""
-        import torch
-        import torch.nn.functional as F
+    def _step(self, model: Any, run: _Run, x: Any, amp_dtype: Any, passes: int = 1) -> Any:
+        """One optimizer step on blocks ``x``: ``passes`` accumulated backwards, clip, AdamW.
 
-        with autocast_ctx(x.device, amp_dtype):
-            logits = model(input_ids=x[:, :-1]).logits
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
+        Every pass has as many tokens, so the mean of the passes' mean losses is the
+        whole batch's loss and the accumulated gradient is the whole batch's.
+        """
+        import torch
+
+        total = torch.zeros((), device=x.device)
+        chunks = x.chunk(passes)
+        for i, chunk in enumerate(chunks):
+            # DDP: all-reduce the gradients once, on the last pass
+            last = i == len(chunks) - 1
+            sync = getattr(model, "no_sync", None)
+            with contextlib.nullcontext() if last or sync is None else sync():
+                total += self._backward(model, run, chunk, amp_dtype, passes).detach()
         scaler = run.scaler
         if scaler is not None:  # float16 only
-            scaler.scale(loss).backward()
             scaler.unscale_(run.optimizer)
-        else:
-            loss.backward()
         if self.train_spec.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(run.model.parameters(), self.train_spec.grad_clip)
         if scaler is not None:
@@ -526,6 +555,20 @@ class TransformersTrainer:
         else:
             run.optimizer.step()
         run.optimizer.zero_grad(set_to_none=True)
+        return total
+
+    def _backward(self, model: Any, run: _Run, x: Any, amp_dtype: Any, passes: int) -> Any:
+        """Forward and backward one micro-batch ``x``; its loss / ``passes`` (accumulated)."""
+        import torch.nn.functional as F
+
+        with autocast_ctx(x.device, amp_dtype):
+            logits = model(input_ids=x[:, :-1]).logits
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
+        loss = loss / passes
+        if run.scaler is not None:
+            run.scaler.scale(loss).backward()
+        else:
+            loss.backward()
         return loss
 
     def _extras(
