@@ -29,7 +29,16 @@ __all__ = [
     "intrinsic_time",
 ]
 
-FAMILIES = ("constant", "linear", "cosine", "wsd", "multistep", "exponential", "inverse_sqrt")
+FAMILIES = (
+    "constant",
+    "linear",
+    "cosine",
+    "wsd",
+    "multistep",
+    "exponential",
+    "inverse_sqrt",
+    "piecewise",
+)
 DECAY_SHAPES = ("linear", "cosine", "1-sqrt", "exponential")
 
 
@@ -47,6 +56,9 @@ class Schedule:
         multistep:    lr = peak * gamma ** (number of milestones <= step)
         exponential:  lr = peak * gamma ** (step - warmup)
         inverse_sqrt: lr = peak * sqrt(max(warmup, 1) / max(step, warmup, 1))
+        piecewise:    lr = peak * (knots interpolated linearly at u, over [warmup, T)):
+                      LR multipliers, the first 1 (the peak), non-increasing, none
+                      below final / peak (law-proposed schedules, ``lawsearch.schedule_opt``)
 
     Args:
         family: one of ``FAMILIES``.
@@ -58,6 +70,9 @@ class Schedule:
         decay_shape: the decay shape of wsd, one of ``DECAY_SHAPES``.
         milestones: steps at which multistep multiplies by ``gamma``.
         gamma: the factor of multistep (per milestone) and exponential (per step).
+        knots: the LR multipliers of piecewise (fractions of ``peak_lr``).
+        knot_positions: where the knots sit in the decay phase (fractions in
+            [0, 1], from 0 to 1, increasing); empty: evenly spaced.
         warmup_includes_peak: if True the warmup ramp reaches ``peak_lr`` at
             its last step, ``lr = peak * t / (warmup_steps - 1)``; if False
             (default) at the first step after it, ``lr = peak * t / warmup_steps``.
@@ -79,6 +94,8 @@ class Schedule:
     decay_shape: str = "linear"
     milestones: tuple[int, ...] = field(default_factory=tuple)
     gamma: float = 0.1
+    knots: tuple[float, ...] = field(default_factory=tuple)
+    knot_positions: tuple[float, ...] = field(default_factory=tuple)
     warmup_includes_peak: bool = False
     decay_ends_at_last_step: bool = True
 
@@ -115,6 +132,57 @@ class Schedule:
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
         if any(b <= a for a, b in zip(self.milestones, self.milestones[1:], strict=False)):
             raise ValueError(f"`milestones` must increase strictly; got {self.milestones!r}.")
+        object.__setattr__(self, "knots", tuple(float(k) for k in self.knots))
+        object.__setattr__(self, "knot_positions", tuple(float(u) for u in self.knot_positions))
+        if self.family == "piecewise":
+            self._check_knots()
+        elif self.knots or self.knot_positions:
+            raise ValueError(
+                f"`knots` and `knot_positions` belong to family 'piecewise'; family "
+                f"{self.family!r} does not use them. Drop them or set family='piecewise'."
+            )
+
+    def _check_knots(self) -> None:
+        k = np.asarray(self.knots, dtype=float)
+        if k.size < 2:
+            raise ValueError(
+                f"`knots` of a piecewise schedule needs at least 2 LR multipliers (the first "
+                f"1.0, the peak); got {list(self.knots)}."
+            )
+        if not np.all(np.isfinite(k)):
+            raise ValueError(f"`knots` must be finite numbers; got {list(self.knots)}.")
+        if k[0] != 1.0:
+            raise ValueError(
+                f"`knots[0]` must be 1.0 (knots are multipliers of peak_lr, and the first is "
+                f"the peak); got {k[0]!r}. Scale `peak_lr` instead."
+            )
+        rise = np.flatnonzero(np.diff(k) > 0)
+        if rise.size:
+            i = int(rise[0]) + 1
+            raise ValueError(
+                f"`knots` must be non-increasing after warmup; knots[{i}]={k[i]!r} > "
+                f"knots[{i - 1}]={k[i - 1]!r}. Sort them in decreasing order."
+            )
+        floor = self.final_lr / self.peak_lr
+        if k[-1] < floor * (1.0 - 1e-9):
+            raise ValueError(
+                f"`knots` must stay within [final_lr, peak_lr]: the last multiplier "
+                f"{k[-1]!r} is below final_lr / peak_lr = {floor:.6g}. Raise it, or lower "
+                "`final_lr`."
+            )
+        u = np.asarray(self.knot_positions, dtype=float)
+        if u.size == 0:
+            return
+        if u.size != k.size:
+            raise ValueError(
+                f"`knot_positions` has {u.size} values but `knots` has {k.size}; give one "
+                "position per knot, or none (evenly spaced)."
+            )
+        if not (u[0] == 0.0 and u[-1] == 1.0 and np.all(np.diff(u) > 0)):
+            raise ValueError(
+                f"`knot_positions` must increase strictly from 0 to 1 (fractions of the decay "
+                f"phase); got {list(self.knot_positions)}. Sort them and start at 0, end at 1."
+            )
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> Schedule:
@@ -127,15 +195,33 @@ class Schedule:
         if missing:
             raise ValueError(f"schedule is missing required key(s): {', '.join(missing)}.")
         kwargs = dict(spec)
-        if "milestones" in kwargs:
-            kwargs["milestones"] = tuple(kwargs["milestones"])
+        for key in ("milestones", "knots", "knot_positions"):
+            if key in kwargs:
+                kwargs[key] = tuple(kwargs[key])
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
-        """The schedule as a plain, JSON-safe dict (inverse of ``from_dict``)."""
+        """The schedule as a plain, JSON-safe dict (inverse of ``from_dict``).
+
+        ``knots`` and ``knot_positions`` appear only when set (piecewise), so the
+        dicts of the other families, stored on trials and hashed into run ids, are
+        unchanged.
+        """
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["milestones"] = list(self.milestones)
+        for key in ("knots", "knot_positions"):
+            if out[key]:
+                out[key] = list(out[key])
+            else:
+                del out[key]
         return out
+
+    @property
+    def knot_grid(self) -> NDArray[np.float64]:
+        """The knots' positions in the decay phase (fractions in [0, 1]; piecewise)."""
+        if self.knot_positions:
+            return np.asarray(self.knot_positions, dtype=float)
+        return np.linspace(0.0, 1.0, len(self.knots))
 
     @property
     def decay_start(self) -> int:
@@ -182,6 +268,9 @@ class Schedule:
             return np.asarray(peak * self.gamma**drops, dtype=float)
         if self.family == "exponential":
             return peak * self.gamma ** np.maximum(t - self.warmup_steps, 0.0)
+        if self.family == "piecewise":
+            u = _progress(t, self.warmup_steps, self.decay_end)
+            return peak * np.interp(u, self.knot_grid, np.asarray(self.knots, dtype=float))
         # inverse_sqrt
         w = max(self.warmup_steps, 1)
         return peak * np.sqrt(w / np.maximum(t, w))

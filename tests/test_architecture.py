@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "_fit": 1,
     "laws": 1,
     "schedules": 1,
+    "schedule_opt": 1,
     "mixtures": 1,
     "_surrogate": 1,
     "intrinsic_dim": 1,

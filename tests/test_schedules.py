@@ -19,6 +19,8 @@ PEAK, T, W = 1e-3, 1000, 100
 
 
 def make(family: str, **kw: object) -> Schedule:
+    if family == "piecewise":
+        kw = {"knots": (1.0, 0.5, 0.0)} | {k: v for k, v in kw.items() if k != "milestones"}
     return Schedule(family, peak_lr=PEAK, total_steps=T, warmup_steps=W, **kw)  # type: ignore[arg-type]
 
 
@@ -151,8 +153,12 @@ def test_lr_stays_within_zero_and_peak(
         final_lr=PEAK * final_frac,
         decay_fraction=decay_fraction,
         decay_shape=shape,
-        milestones=(total // 2 + 1,),
         gamma=0.5,
+        **(
+            {"knots": (1.0, 0.5 + 0.5 * final_frac, final_frac)}
+            if family == "piecewise"
+            else {"milestones": (total // 2 + 1,)}
+        ),
     )
     lr = s.per_step()
     assert np.all(lr >= 0) and np.all(lr <= PEAK * (1 + 1e-12))
@@ -197,3 +203,34 @@ def test_rebuilds_the_recorded_schedules(shared_data: Path) -> None:
     for sid, spec in specs.items():
         rebuilt = Schedule.from_dict({**common, **spec}).per_step()
         np.testing.assert_allclose(rebuilt, table[sid], rtol=1e-12, atol=1e-18, err_msg=sid)
+
+
+def test_piecewise_interpolates_its_knots_after_warmup() -> None:
+    s = Schedule("piecewise", 1e-2, 101, warmup_steps=10, final_lr=1e-3, knots=(1.0, 1.0, 0.5, 0.1))
+    lr = s.per_step()
+    assert lr[10] == pytest.approx(1e-2) and lr[-1] == pytest.approx(1e-3)
+    assert lr[5] == pytest.approx(5e-3)  # the warmup ramp
+    assert np.all(np.diff(lr[10:]) <= 0)
+    assert Schedule.from_dict(s.to_dict()) == s
+    assert "knots" not in Schedule("cosine", 1e-2, 100).to_dict()  # other dicts unchanged
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"knots": (1.0,)}, "at least 2"),
+        ({"knots": (0.9, 0.5)}, r"`knots\[0\]` must be 1.0"),
+        ({"knots": (1.0, 0.5, 0.7)}, "non-increasing"),
+        ({"knots": (1.0, 0.05)}, "within \\[final_lr, peak_lr\\]"),
+        ({"knots": (1.0, 0.5), "knot_positions": (0.0, 0.5, 1.0)}, "one position per knot"),
+        ({"knots": (1.0, 0.5, 0.2), "knot_positions": (0.0, 0.7, 0.6)}, "increase strictly"),
+    ],
+)
+def test_piecewise_refuses_bad_knots(kw, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        Schedule("piecewise", 1e-2, 100, final_lr=1e-3, **kw)
+
+
+def test_knots_belong_to_piecewise_only() -> None:
+    with pytest.raises(ValueError, match="belong to family 'piecewise'"):
+        Schedule("cosine", 1e-2, 100, knots=(1.0, 0.5))

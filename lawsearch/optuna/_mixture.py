@@ -193,6 +193,11 @@ def suggest_schedule(
     for f in fams:
         if f not in FAMILIES:
             raise ValueError(f"`families` contains unknown family {f!r}; choose from {FAMILIES}.")
+        if f == "piecewise":
+            raise ValueError(
+                "`families` contains 'piecewise': its knots are proposed by a fitted law "
+                "(lawsearch.schedule_opt.optimise_schedule), not searched; remove it."
+            )
     if int(total_steps) != total_steps or total_steps < 2:
         raise ValueError(f"`total_steps` must be an integer >= 2; got {total_steps!r}.")
     if not 0 <= final_lr_fraction <= 1:
