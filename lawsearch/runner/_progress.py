@@ -1,10 +1,11 @@
 """The progress of a running search: a tqdm bar on a terminal, one line per event in a log.
 
 The bar shows the stage, the trial, its step and loss, the best value in the
-study (labelled ``pred`` or ``observed@<step>``), and compute spent as a share of training every candidate
-fully. When the stream is not a terminal (``nohup``, a scheduler, ``| tee``) it
-writes one line per event instead (a trial starts, the stage changes, the search
-ends), so a log holds no carriage returns.
+study (labelled ``pred`` or ``observed@<step>``), and compute spent as a share
+of training every candidate fully. When the stream is not a terminal
+(``nohup``, a scheduler, ``| tee``) it writes one line per event instead (a
+trial starts, the stage changes, the search ends), so a log holds no carriage
+returns.
 """
 
 from __future__ import annotations
