@@ -144,7 +144,8 @@ def _draw_record(ax: Axes, trial: FrozenTrial, rec: Mapping[str, Any]) -> str:
             label=f"ranked value: {kind.label}",
         )
         dia.set_gid("observed-value")
-        _say(ax, f"no extrapolation: ranked by the loss observed: {rec.get('why', '')}", "missing")
+        why = rec.get("why", "")
+        _say(ax, f"no extrapolation: ranked by its loss {kind.label}: {why}", "missing")
         return f"{head}: ranked by its loss {kind.label}: {value:.4g} (not a prediction)"
     if rec["ranked_by"] == records.OBSERVED:
         (star,) = ax.plot([target], [value], "*", ms=10, color="k", label="observed final")

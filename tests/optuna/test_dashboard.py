@@ -182,7 +182,7 @@ def test_trial_figure_says_why_a_trial_was_ranked_by_its_last_value(
     t = next(t for t in study.trials if t.user_attrs.get(attrs.RUNG) == 0)
     fig = trial_figure(t, cuts=records.read_cuts(study))
     (missing,) = [a for a in fig.findobj() if a.get_gid() == "missing"]
-    assert "ranked by its last value" in missing.get_text()
+    assert "ranked by its loss observed at step" in missing.get_text()
     assert "max_trend_ratio" in missing.get_text()
     assert "path" not in _gids(fig)
 

@@ -8,6 +8,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pytest
 
+from lawsearch.report import _views as views
 from lawsearch.report import collect
 from lawsearch.report._figures import FIGURES, draw
 from lawsearch.report._html import figures, write_html
@@ -63,9 +64,11 @@ def test_cuts_draw_every_candidate_interval_and_the_cut_line(report: Any) -> Non
     assert len(report.cuts) == 2
     for cut in report.cuts:
         assert f"cut-line:{cut['rung']}:{cut['keep']}" in gids
-        for c in cut["candidates"]:
-            assert f"candidate:{cut['rung']}:{c['trial']}" in gids
-            assert f"interval:{cut['rung']}:{c['trial']}" in gids
+        for c, kind in zip(cut["candidates"], views.candidate_kinds(report, cut), strict=True):
+            assert f"candidate:{cut['rung']}:{c['trial']}:{kind.kind}" in gids
+            # an interval is drawn for a prediction only (an observed loss has none)
+            has_bar = f"interval:{cut['rung']}:{c['trial']}" in gids
+            assert has_bar == (kind.predicted and c["lo"] is not None)
     (line,) = [a for a in fig.findobj() if a.get_gid() == "cut-line:0:2"]
     assert line.get_xdata()[0] == report.cuts[0]["line"]
     plt.close(fig)
