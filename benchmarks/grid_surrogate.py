@@ -133,7 +133,9 @@ def _grid_sampler(pool: FloatArray, seed: int) -> Any:
     return GridPoolSampler(seed=seed)
 
 
-def expected_best_of_random(values: Sequence[float], k: int, floor: float = math.inf) -> float:
+def expected_best_of_random(
+    values: Sequence[float] | np.ndarray, k: int, floor: float = math.inf
+) -> float:
     """E[min(floor, min of k values drawn without replacement)], exactly (order statistics)."""
     v = np.sort(np.asarray(values, dtype=float))
     m = v.size
