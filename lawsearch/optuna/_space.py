@@ -10,6 +10,7 @@ to the surrogate's inputs (the weights, and the schedule as ``extra`` columns in
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -91,6 +92,13 @@ class JointSpace:
     @property
     def dim(self) -> int:
         return len(self._dims)
+
+    @property
+    def signature(self) -> str:
+        """A string that two spaces share exactly when their coordinates mean the same."""
+        blocks = [(n, b.to_dict()) for n, b in self.mixtures.items()]
+        blocks += [(n, s.to_dict()) for n, s in self.schedules.items()]
+        return json.dumps(blocks, sort_keys=True, default=str)
 
     def __bool__(self) -> bool:
         return self.dim > 0

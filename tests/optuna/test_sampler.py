@@ -264,13 +264,41 @@ def test_surrogate_sees_at_most_max_history_lineages_best_first() -> None:
     assert sampler.training_rows(y[:8]).tolist() == list(range(8))
 
 
-def test_diversity_distance_in_blocks_matches_the_full_matrix() -> None:
+def test_diversity_distance_matches_the_full_matrix() -> None:
     from lawsearch.optuna._sampler import _nearest
 
     rng = np.random.default_rng(0)
     a, b = rng.random((50, 3)), rng.random((2500, 3))
     full = np.sqrt(((a[:, None] - b[None]) ** 2).sum(axis=2)).min(axis=1)
-    np.testing.assert_allclose(_nearest(a, b, block=64), full)
+    np.testing.assert_allclose(_nearest(a, b), full)
+    np.testing.assert_allclose(_nearest(b[:7], b), 0.0, atol=1e-12)  # a point tried: distance 0
+
+
+def test_history_reuses_finished_trials_rows_and_sees_new_ones() -> None:
+    """Rows of finished trials are read once per process; a trial that finishes later,
+    a new sampler (another process) and another study all give the same history as
+    reading every trial afresh."""
+    sampler = LawSampler(seed=0)
+    study, add = _stick_study()
+    add(0.2, TrialState.COMPLETE, 2.5)
+    add(0.9, TrialState.FAIL, None, **{attrs.DIVERGED: 1.0})
+    first = sampler.history(study, sampler.space(study))
+    cache = next(iter(sampler._rows.values()))
+    assert len(cache) == 3  # every finished trial's row, kept
+    add(0.7, TrialState.COMPLETE, 2.8, **{attrs.ROOT: 40, attrs.RUNG: 0})
+    add(0.7, TrialState.PRUNED, None, **{attrs.ROOT: 40, attrs.RUNG: 1, attrs.PREDICTED_FINAL: 2.6})
+    study._thread_local.cached_all_trials = None  # as each ask() does
+    again = sampler.history(study, sampler.space(study))
+    fresh = LawSampler(seed=0).history(study, sampler.space(study))
+    assert first[1].size == 3 and again[1].size == 4
+    for got, want in zip(again, fresh, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert 2.6 in again[1].tolist() and 2.8 not in again[1].tolist()  # the deeper rung counts
+    other, add_other = _stick_study()
+    add_other(0.4, TrialState.COMPLETE, 1.5)
+    assert sorted(sampler.history(other, sampler.space(other))[1].tolist()) == [1.5, 3.0]
+    assert len(sampler._rows) == 1  # rows of one study at a time
+    assert pickle.loads(pickle.dumps(sampler)).history(study, sampler.space(study))[1].size == 4
 
 
 def test_max_history_below_min_history_is_refused() -> None:
