@@ -104,6 +104,14 @@ def test_flow_picks_the_best_and_counts_compute_once() -> None:
     assert all(t.value == t.user_attrs[attrs.PREDICTED_FINAL] for t in short)
     assert all(t.user_attrs[attrs.OBSERVED] == t.intermediate_values[6] for t in short)
     assert "| rank | candidate |" in res.to_markdown()
+    # a value nothing predicted is not shown again as a "predicted final"
+    by_number = {t.number: t for t in study.trials}
+    for row in res.table:
+        a = by_number[row["trial"]].user_attrs
+        pred = a[attrs.PREDICTED_FINAL] if a[attrs.RANKED_BY] == "law" else None
+        assert row["predicted_final"] == pred and (row["predicted_lo"] is None) == (pred is None)
+    assert res.predicted_final is None  # the pick was trained to the full budget: observed
+    assert res.to_markdown().splitlines()[2].endswith(f"| {res.best_value:.4g} | – |")
 
 
 def test_user_objective_with_trial_report_and_threads() -> None:
@@ -297,12 +305,14 @@ def test_with_law_sampler_and_suggest_mixture() -> None:
     best = np.array([res.best_params[k] for k in sorted(res.best_params)])
     assert best.size == len(domains) - 1  # the stick-breaking coordinates
     assert res.best_budget == BUDGETS[-1]
-    finals = [
-        t.user_attrs[attrs.PREDICTED_FINAL]
+    screen = {
+        t.number: t.user_attrs[attrs.PREDICTED_FINAL]
         for t in study.trials
         if t.user_attrs.get(attrs.RUNG) == 0
-    ]
-    assert res.predicted_final <= sorted(finals)[2]  # the pick was a short-budget leader
+    }
+    assert res.predicted_final is None  # observed at the full budget, nothing predicted it
+    # the pick was a short-budget leader
+    assert screen[res.table[0]["root"]] <= sorted(screen.values())[2]
 
 
 def test_study_pruner_stops_a_trainer_trial() -> None:

@@ -49,6 +49,7 @@ from lawsearch._fit import MAX_TREND_RATIO
 from lawsearch.laws import Law
 from lawsearch.optuna import _attrs
 from lawsearch.optuna import _compat as compat
+from lawsearch.optuna import _records as records
 from lawsearch.optuna._records import observed_value, write_cut
 from lawsearch.search._decisions import cut_record, mixed_reason, without_extrapolation
 from lawsearch.search._extrapolate import RungExtrapolator, optimistic
@@ -392,6 +393,7 @@ class RetrievalRerank:
                     hi=_num(a.get(_attrs.PREDICTED_HI), value),
                     budget=int(a.get(_attrs.BUDGET, self.budgets[int(a[_attrs.RUNG])])),
                     checkpoint=a.get(_attrs.CHECKPOINT_OUT),
+                    predicted=_predicted(a),
                 )
             )
         return nodes, promoted
@@ -539,9 +541,9 @@ class RetrievalRerank:
                 "rung": n.rung,
                 "budget": n.budget,
                 "value": n.value,
-                "predicted_final": n.mean,
-                "predicted_lo": n.lo,
-                "predicted_hi": n.hi,
+                "predicted_final": n.mean if n.predicted else None,
+                "predicted_lo": n.lo if n.predicted else None,
+                "predicted_hi": n.hi if n.predicted else None,
             }
             for i, n in enumerate(ranked)
         )
@@ -556,7 +558,7 @@ class RetrievalRerank:
             best_params=dict(params),
             best_value=best.value,
             best_budget=best.budget,
-            predicted_final=best.mean,
+            predicted_final=best.mean if best.predicted else None,
             table=table,
             compute_steps=compute,
             full_compute_steps=float(len(top) * self.budgets[-1]),
@@ -579,6 +581,13 @@ def _pruned_per_rung(trials: Sequence[FrozenTrial]) -> dict[int, int]:
             rung = int(t.user_attrs[_attrs.RUNG])
             out[rung] = out.get(rung, 0) + 1
     return out
+
+
+def _predicted(user_attrs: Mapping[str, Any]) -> bool:
+    """Whether a finished trial's value is a law's prediction (not a loss observed)."""
+    if _attrs.RANKED_BY in user_attrs:
+        return user_attrs[_attrs.RANKED_BY] in (records.LAW, records.JOINT)
+    return math.isfinite(_num(user_attrs.get(_attrs.PREDICTED_FINAL), math.nan))
 
 
 def _num(x: Any, default: float) -> float:

@@ -25,6 +25,8 @@ class Node:
     hi: float
     budget: int
     checkpoint: str | None
+    #: whether ``mean``/``lo``/``hi`` are a law's prediction (else each is ``value``)
+    predicted: bool = False
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,12 @@ class SearchResult:
         best_params: its parameters.
         best_value: its value at ``best_budget``.
         best_budget: the budget its value was measured at.
-        predicted_final: the law's prediction of its value at the full budget.
+        predicted_final: the law's prediction of its value at the full budget, or
+            None when nothing predicted it (a value observed at the full budget, or a
+            fit that failed).
         table: one row per candidate lineage, best first: ``root``, ``trial``,
             ``rung``, ``budget``, ``value``, ``predicted_final``, ``predicted_lo``,
-            ``predicted_hi``, ``rank``.
+            ``predicted_hi`` (None where no law predicted the trial), ``rank``.
         compute_steps: steps trained by the whole search (continuations
             counted once, from their resume step).
         full_compute_steps: steps to train every candidate to the full budget.
@@ -49,7 +53,7 @@ class SearchResult:
     best_params: dict[str, Any]
     best_value: float
     best_budget: int
-    predicted_final: float
+    predicted_final: float | None
     table: tuple[dict[str, Any], ...]
     compute_steps: float
     full_compute_steps: float
@@ -59,13 +63,21 @@ class SearchResult:
         return self.compute_steps / self.full_compute_steps if self.full_compute_steps else math.nan
 
     def to_markdown(self, limit: int = 20) -> str:
-        head = "| rank | candidate | trial | rung | budget | value | predicted final (lo–hi) |"
+        head = (
+            "| rank | candidate | trial | rung | budget | observed value "
+            "| predicted final (lo–hi) |"
+        )
         lines = [head, "|---|---|---|---|---|---|---|"]
         for row in self.table[:limit]:
+            pred = "–"  # not "the observed value again": nothing predicted this trial
+            if row["predicted_final"] is not None:
+                pred = (
+                    f"{_f(row['predicted_final'])} "
+                    f"({_f(row['predicted_lo'])}–{_f(row['predicted_hi'])})"
+                )
             lines.append(
                 f"| {row['rank']} | {row['root']} | {row['trial']} | {row['rung']} | "
-                f"{row['budget']} | {_f(row['value'])} | {_f(row['predicted_final'])} "
-                f"({_f(row['predicted_lo'])}–{_f(row['predicted_hi'])}) |"
+                f"{row['budget']} | {_f(row['value'])} | {pred} |"
             )
         return "\n".join(lines)
 
