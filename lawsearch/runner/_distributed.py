@@ -9,8 +9,15 @@ shards the batch, all-reduces gradients and evaluation, and syncs rank 0's
 decision to stop). When the search is done, rank 0 sends ``None`` and the
 followers return.
 
-If rank 0 fails, it does not send anything more: the other ranks are then inside
-a collective and ``torchrun`` tears the job down.
+If a trial fails on rank 0 (an out-of-memory error, a data error), the other ranks
+are inside a collective of the failed step and cannot start another trial: rank 0
+records the failure and the trial's retry (``StopWorker``; an out-of-memory error
+retries at half the micro-batch, from the last checkpoint), sends nothing more and
+exits 1; ``torchrun`` then ends the other ranks, and restarts the whole job when it
+was started with ``--max-restarts N``, so the retry runs at once. If a trial fails
+on another rank, that rank exits, ``torchrun`` ends rank 0 in its collective, and
+the trial is retried from its last checkpoint like a dead worker's (at the same
+micro-batch: rank 0 never saw the error).
 """
 
 from __future__ import annotations
@@ -44,8 +51,10 @@ class Channel:
 
         cuda = device != "cpu" and torch.cuda.is_available()
         self.dist = setup_distributed("cuda" if cuda else "cpu")
-        # a separate gloo group: object broadcasts then never touch nccl or the GPU
-        self._group = dist.new_group(backend="gloo")
+        # on CUDA a separate gloo group, so object broadcasts never touch nccl or the
+        # GPU; on CPU the default group is gloo already (one rendezvous fewer to fail
+        # when torchrun restarts a job)
+        self._group = dist.new_group(backend="gloo") if cuda else None
 
     @property
     def is_main(self) -> bool:
@@ -94,9 +103,22 @@ class LeaderTrainer:
 
         keep = on_checkpoint is not None and takes_on_checkpoint(self._inner)
         extra = {"on_checkpoint": on_checkpoint} if keep else {}
-        return self._inner.train(
-            config, budget_steps=budget_steps, resume_from=resume_from, report=report, **extra
-        )
+        try:
+            return self._inner.train(
+                config, budget_steps=budget_steps, resume_from=resume_from, report=report, **extra
+            )
+        except Exception as exc:
+            from lawsearch.search._faults import StopWorker, error_text
+
+            world = self._channel.dist.world
+            raise StopWorker(
+                f"a trial failed on rank 0 of {world} data-parallel processes "
+                f"({error_text(exc)}); the other ranks are inside a collective of its last "
+                "step and cannot train another trial, so this torchrun job stops. The trial "
+                "is failed and queued for a retry from its last checkpoint (after an "
+                "out-of-memory error, at half the micro-batch): start the job again, or start "
+                "torchrun with `--max-restarts N` to restart it by itself."
+            ) from exc
 
     def close(self) -> None:
         """Release the followers (call once, after the search finished normally)."""

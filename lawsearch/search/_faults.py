@@ -17,6 +17,9 @@
 * A loss that is NaN/infinite or explodes above ``EXPLODE_RATIO`` times the
   curve's first reported loss ends the trial as *diverged* (FAIL with
   ``lawsearch:diverged``); it is not retried (the same parameters diverge again).
+* A trainer that cannot go on after its error raises ``StopWorker`` from it (rank 0
+  of a ``torchrun`` job: the other ranks are inside a collective of the failed
+  step). The trial is failed and retried as its cause says, then the worker stops.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ __all__ = [
     "Diverged",
     "DivergenceCheck",
     "RetryStale",
+    "StopWorker",
     "claim_is_unique",
     "error_text",
     "fail_and_retry",
@@ -55,6 +59,21 @@ __all__ = [
 EXPLODE_RATIO = 1.5
 #: the longest error message kept in ``lawsearch:error``
 _MAX_ERROR = 500
+
+
+class StopWorker(Exception):
+    """A trial failed and this process cannot train another one.
+
+    Raised ``from`` the trainer's error: the search records the trial's failure by
+    its cause (an out-of-memory error is retried at a smaller micro-batch, any other
+    error while ``max_retries`` last), then re-raises, so the run stops with
+    everything it trained kept and the retry queued for the next start.
+    """
+
+    @property
+    def cause(self) -> BaseException:
+        return self.__cause__ if self.__cause__ is not None else self
+
 
 #: attrs of a failed try that describe that try only (its retry writes its own)
 _OWN = {

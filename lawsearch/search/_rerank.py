@@ -54,6 +54,7 @@ from lawsearch.optuna._records import observed_value, write_cut
 from lawsearch.search._decisions import cut_record, mixed_reason, without_extrapolation
 from lawsearch.search._extrapolate import RungExtrapolator, optimistic
 from lawsearch.search._faults import (
+    StopWorker,
     claim_is_unique,
     fail_stale,
     fail_trial,
@@ -349,8 +350,11 @@ class RetrievalRerank:
             study.tell(trial, state=TrialState.PRUNED)
             return
         except Exception as exc:  # one trial's error (OOM, divergence, ...) never ends the search
-            oom = self.oom_retry
-            fail_trial(study, trial, resume_step, exc, max_retries=self.max_retries, oom_retry=oom)
+            cause = exc.cause if isinstance(exc, StopWorker) else exc
+            retries, oom = self.max_retries, self.oom_retry
+            fail_trial(study, trial, resume_step, cause, max_retries=retries, oom_retry=oom)
+            if isinstance(exc, StopWorker):
+                raise  # ... unless the trainer cannot go on (recorded and retried first)
             return
         trial.set_user_attr(_attrs.COMPUTE_STEPS, float(budget - resume_step))
         if checkpoint is not None:

@@ -50,5 +50,15 @@ def setup_distributed(device_type: str) -> Dist:
     local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
     if not dist.is_initialized():
         backend = "nccl" if device_type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, rank=rank, world_size=world)
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+        if attempt is None or "MASTER_ADDR" not in os.environ:
+            dist.init_process_group(backend=backend, rank=rank, world_size=world)
+        else:
+            # torchrun restarting a job (``--max-restarts``) keeps its store, and the
+            # process group's keys are not per attempt: a rank of the new attempt can
+            # read the address a dead rank published and fail to connect. One prefix
+            # per attempt keeps each attempt's keys apart.
+            store, _, _ = next(dist.rendezvous("env://", rank=rank, world_size=world))
+            scoped = dist.PrefixStore(f"lawsearch/attempt_{attempt}/", store)
+            dist.init_process_group(backend=backend, store=scoped, rank=rank, world_size=world)
     return Dist(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local_rank)
