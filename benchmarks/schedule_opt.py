@@ -393,12 +393,14 @@ def _figure(
             (f"proposal ({r['variant']})", r["variant"], f"C{i}", r["schedule"])
             for i, r in enumerate(at)
         ]
+        shown: list[float] = []
         for label, key, color, sched in lines:
             if sched is not None:
                 lr = Schedule.from_dict(sched).per_step()
                 axes[0][j].plot(np.arange(lr.size), lr / peak, color=color, label=label)
             for s in HELD_OUT_SEEDS:
                 got = done[ids[(key, peak, s)]]["rows"]
+                shown.append(min(g["loss"] for g in got))
                 axes[1][j].plot(
                     [g["step"] for g in got],
                     [g["loss"] for g in got],
@@ -419,7 +421,7 @@ def _figure(
         axes[1][j].set_title("held-out seeds 1 and 2: held-out loss")
         axes[1][j].set_xlabel("step")
         tail = [g["loss"] for g in hand_rows[len(hand_rows) // 3 :]]
-        axes[1][j].set_ylim(min(tail) - 0.15, max(tail) + 0.1)
+        axes[1][j].set_ylim(min(shown) - 0.05, max(tail) + 0.1)
         axes[1][j].legend(fontsize=7)
     save_figure(fig, out / f"{NAME}.png")
 
