@@ -1,0 +1,430 @@
+"""Law-proposed LR schedules, trained for real against the best hand-family schedule.
+
+``lawsearch.schedule_opt.optimise_schedule`` minimises a fitted schedule-aware
+law's predicted final loss over monotone piecewise schedules. A prediction is
+not a result: this benchmark trains the proposals on the demo's model and
+built-in corpus (the recorded grid's model: ``studies/demo.toml``, uniform
+mixture of the five domains, 240 steps) and compares them with the best hand
+family at the same peak LR.
+
+1. **Fit data (in-sample, training seed 0).** For each peak LR (3e-3, 1e-2,
+   3e-2) train the hand families: cosine, linear, WSD with a 10% and a 30%
+   linear decay, constant (warmup 2% of the budget, final LR 0.1 x peak as
+   the grid's).
+2. **Fit the Multi-Power Law** pooled over those curves (its own shared
+   parameters: everything but the amplitude ``A`` is common), from 5% of the
+   budget on (the first steps after warmup are a transient no law here
+   follows), in two variants: ``all peaks`` (one fit over all 15 curves) and
+   ``per peak`` (one fit over the 5 curves of each peak).
+3. **Propose.** ``optimise_schedule`` within the same bounds (that peak LR,
+   final LR 0.1 x peak, the same warmup, monotone decay), with the fit of the
+   best seed-0 hand run at that peak (its amplitude ``A``).
+4. **Held-out.** Train each proposal and that best hand family on training
+   seeds 1 and 2 (never used to fit or to pick) and compare final losses seed
+   by seed: ``proposal - best hand``, against the seed-to-seed spread (sample
+   sd over seeds 0, 1 and 2) of the best hand family's final loss. The law's
+   prediction of the proposal's final loss is scored against the held-out
+   finals too.
+
+The pick of the best hand family and every law fit use seed 0 only (in-sample);
+every number in the "held-out" columns comes from seeds 1 and 2. Finished runs
+are kept under ``<out>/parts/`` so an interrupted run resumes.
+
+Run: ``python -m benchmarks.schedule_opt [--jobs 2] [--tiny]``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks._common import (
+    benchmark_parser,
+    environment,
+    fmt,
+    markdown_table,
+    output_dir,
+    save_figure,
+    timer,
+    write_json,
+    write_text,
+)
+
+NAME = "schedule_opt"
+PEAK_LRS = (3e-3, 1e-2, 3e-2)
+#: hand families: label -> (family, WSD decay fraction)
+HANDS: dict[str, tuple[str, float]] = {
+    "cosine": ("cosine", 0.2),
+    "linear": ("linear", 0.2),
+    "wsd10": ("wsd", 0.1),
+    "wsd30": ("wsd", 0.3),
+    "constant": ("constant", 0.2),
+}
+VARIANTS = ("all peaks", "per peak")
+FIT_SEED = 0
+HELD_OUT_SEEDS = (1, 2)
+WARMUP = 0.02
+FINAL_LR_RATIO = 0.1
+#: the fit starts at this fraction of the budget (after warmup's transient)
+FIT_START = 0.05
+#: evaluation cadence of the fit runs and of the held-out runs (steps, full size)
+FIT_EVAL_EVERY = 6
+HELD_OUT_EVAL_EVERY = 24
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One variant's proposal at one peak (everything here is in-sample: seed 0)."""
+
+    variant: str
+    peak_lr: float
+    best_hand: str
+    schedule: dict[str, Any]
+    predicted_final: float
+    predicted_best_hand: float
+    law_baselines: dict[str, float] = field(default_factory=dict)
+    fit_rmse: float = float("nan")
+
+
+def _schedule(family: str, decay: float, peak: float, total: int) -> dict[str, Any]:
+    from lawsearch.schedules import Schedule
+
+    spec: dict[str, Any] = {
+        "family": family,
+        "peak_lr": peak,
+        "total_steps": total,
+        "warmup_steps": round(WARMUP * total),
+        "final_lr": peak if family == "constant" else peak * FINAL_LR_RATIO,
+    }
+    if family == "wsd":
+        spec["decay_fraction"] = decay
+    return Schedule.from_dict(spec).to_dict()
+
+
+def _run(
+    run_id: str,
+    label: str,
+    schedule: dict[str, Any],
+    seed: int,
+    mixture: dict[str, float],
+    every: int,
+) -> Any:
+    from benchmarks.record_grid import GridRun
+
+    return GridRun(
+        run_id=run_id,
+        block="schedule_opt",
+        size="demo",
+        mixture=mixture,
+        schedule_label=label,
+        peak_lr=float(schedule["peak_lr"]),
+        seed=seed,
+        total_steps=int(schedule["total_steps"]),
+        eval_every=every,
+        schedule=schedule,
+    )
+
+
+def train_all(
+    runs: Sequence[Any], parts: Path, *, tiny: bool, cache: str | None, jobs: int
+) -> dict[str, dict[str, Any]]:
+    """Train every run not yet under ``parts`` (``record_grid``'s trainer); all results."""
+    from benchmarks.record_grid import _save_part, _worker
+
+    done: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        f = parts / f"{run.run_id}.json"
+        if f.is_file():
+            done[run.run_id] = json.loads(f.read_text())
+    work = [(r, tiny, cache) for r in runs if r.run_id not in done]
+    if jobs > 1 and len(work) > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(jobs, maxtasksperchild=8) as pool:
+            for run_id, got in pool.imap_unordered(_worker, work):
+                _save_part(parts, run_id, got, done)
+    else:
+        for item in work:
+            run_id, got = _worker(item)
+            _save_part(parts, run_id, got, done)
+    return done
+
+
+def _curve(result: dict[str, Any], schedule: dict[str, Any]) -> dict[str, Any]:
+    from lawsearch.schedules import Schedule
+
+    sched = Schedule.from_dict(schedule)
+    steps = np.array([r["step"] for r in result["rows"]], dtype=float)
+    losses = np.array([r["loss"] for r in result["rows"]], dtype=float)
+    keep = steps >= FIT_START * sched.total_steps
+    return {
+        "steps": steps[keep],
+        "losses": losses[keep],
+        "lrs": sched.lr(np.arange(sched.total_steps + 1)),
+    }
+
+
+def final_loss(result: dict[str, Any]) -> float:
+    return float(result["rows"][-1]["loss"])
+
+
+def propose(
+    fit_runs: Sequence[Any], done: dict[str, dict[str, Any]], variant: str, peaks: Sequence[float]
+) -> list[Proposal]:
+    """Fit the law (one variant) on the seed-0 hand runs and optimise a schedule per peak."""
+    from lawsearch.laws import MultiPowerLaw, shared_params
+    from lawsearch.schedule_opt import optimise_schedule
+
+    law = MultiPowerLaw()
+    groups = (
+        [list(fit_runs)]
+        if variant == "all peaks"
+        else [[r for r in fit_runs if r.peak_lr == p] for p in peaks]
+    )
+    out = []
+    for group in groups:
+        curves = [_curve(done[r.run_id], r.schedule) for r in group]
+        fits = law.fit_pooled(curves, shared=shared_params(law))
+        resid = [f.predict(c["steps"]) - c["losses"] for f, c in zip(fits, curves, strict=True)]
+        rmse = float(np.sqrt(np.mean(np.concatenate(resid) ** 2)))
+        for peak in peaks:
+            at = [i for i, r in enumerate(group) if r.peak_lr == peak]
+            if not at:
+                continue
+            best = min(at, key=lambda i: final_loss(done[group[i].run_id]))
+            run = group[best]
+            total = run.total_steps
+            prop = optimise_schedule(
+                fits[best],
+                total_steps=total,
+                peak_lr=peak,
+                final_lr=peak * FINAL_LR_RATIO,
+                warmup=round(WARMUP * total),
+            )
+            out.append(
+                Proposal(
+                    variant=variant,
+                    peak_lr=peak,
+                    best_hand=run.schedule_label,
+                    schedule=prop.schedule.to_dict(),
+                    predicted_final=prop.predicted_final,
+                    predicted_best_hand=float(fits[best].predict([total])[0]),
+                    law_baselines=dict(prop.baselines),
+                    fit_rmse=rmse,
+                )
+            )
+    return out
+
+
+def compare(
+    proposal: Proposal,
+    done: dict[str, dict[str, Any]],
+    ids: dict[tuple[str, float, int], str],
+    seeds: Sequence[int],
+) -> dict[str, Any]:
+    """Held-out finals of the proposal and the best hand family, and the verdict."""
+    peak = proposal.peak_lr
+    prop = [final_loss(done[ids[(proposal.variant, peak, s)]]) for s in seeds]
+    hand = [final_loss(done[ids[(proposal.best_hand, peak, s)]]) for s in seeds]
+    hand0 = final_loss(done[ids[(proposal.best_hand, peak, FIT_SEED)]])
+    diffs = [p - h for p, h in zip(prop, hand, strict=True)]
+    spread = statistics.stdev([hand0, *hand])
+    diff = float(np.mean(diffs))
+    if diff < -spread:
+        verdict = "beats"
+    elif diff > spread:
+        verdict = "loses"
+    else:
+        verdict = "within spread"
+    return {
+        **asdict(proposal),
+        "held_out_seeds": list(seeds),
+        "proposal_finals": prop,
+        "best_hand_finals": hand,
+        "best_hand_final_seed0": hand0,
+        "diffs": diffs,
+        "mean_diff": diff,
+        "best_hand_seed_sd": spread,
+        "prediction_error": proposal.predicted_final - float(np.mean(prop)),
+        "predicted_gain": proposal.predicted_final - proposal.predicted_best_hand,
+        "verdict": verdict,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = benchmark_parser(NAME, __doc__)
+    parser.add_argument("--jobs", type=int, default=2, help="parallel training processes")
+    args = parser.parse_args(argv)
+    from benchmarks.record_grid import _rounded, _study, _trainer
+
+    out = output_dir(args.out, NAME)
+    parts = out / "parts"
+    parts.mkdir(exist_ok=True)
+    cache = str(out / "cache") if args.tiny else None
+    cfg = _study(args.tiny, cache)
+    domains = list(cfg.domain_names)
+    mixture = _rounded(domains, np.full(len(domains), 1.0 / len(domains)))
+    total = int(cfg.full_steps)
+    peaks = (3e-3, 3e-2) if args.tiny else PEAK_LRS
+    fit_every, held_every = (2, 10) if args.tiny else (FIT_EVAL_EVERY, HELD_OUT_EVAL_EVERY)
+    seeds = HELD_OUT_SEEDS
+    _trainer(cfg, "demo", args.tiny).prepare()  # corpus and tokenizer once, before the workers
+
+    with timer() as clock:
+        ids: dict[tuple[str, float, int], str] = {}
+        fit_runs = []
+        for peak in peaks:
+            for label, (family, decay) in HANDS.items():
+                rid = f"fit-{label}-{peak:g}-s{FIT_SEED}"
+                ids[(label, peak, FIT_SEED)] = rid
+                sched = _schedule(family, decay, peak, total)
+                fit_runs.append(_run(rid, label, sched, FIT_SEED, mixture, fit_every))
+        t0 = time.perf_counter()
+        done = train_all(fit_runs, parts, tiny=args.tiny, cache=cache, jobs=args.jobs)
+        print(f"{NAME}: {len(fit_runs)} seed-0 hand runs in {time.perf_counter() - t0:.0f} s")
+        proposals = [p for v in VARIANTS for p in propose(fit_runs, done, v, peaks)]
+        held = []
+        for p in proposals:
+            hand_sched = next(
+                r.schedule
+                for r in fit_runs
+                if r.peak_lr == p.peak_lr and r.schedule_label == p.best_hand
+            )
+            for s in seeds:
+                key = "all" if p.variant == "all peaks" else "per"
+                rid = f"prop-{key}-{p.peak_lr:g}-s{s}"
+                ids[(p.variant, p.peak_lr, s)] = rid
+                held.append(
+                    _run(rid, f"proposal ({p.variant})", p.schedule, s, mixture, held_every)
+                )
+                hid = f"hand-{p.best_hand}-{p.peak_lr:g}-s{s}"
+                ids[(p.best_hand, p.peak_lr, s)] = hid
+                held.append(_run(hid, p.best_hand, hand_sched, s, mixture, held_every))
+        held = list({r.run_id: r for r in held}.values())
+        t0 = time.perf_counter()
+        done |= train_all(held, parts, tiny=args.tiny, cache=cache, jobs=args.jobs)
+        print(f"{NAME}: {len(held)} held-out runs in {time.perf_counter() - t0:.0f} s")
+        rows = [compare(p, done, ids, seeds) for p in proposals]
+
+    table = _table(rows)
+    print(table)
+    hands = {
+        f"{label}@{peak:g}": final_loss(done[ids[(label, peak, FIT_SEED)]])
+        for peak in peaks
+        for label in HANDS
+    }
+    payload = {
+        "rows": rows,
+        "seed0_hand_finals": hands,
+        "in_sample": "seed 0: the hand runs, the law fits, the pick of the best hand family",
+        "held_out": f"seeds {list(seeds)}: every proposal and best-hand final in the comparison",
+        "total_steps": total,
+        "peaks": list(peaks),
+        "fit_start": FIT_START,
+        "tiny": bool(args.tiny),
+        "seconds": clock[0],
+        "train_seconds_sum": sum(float(done[r]["seconds"]) for r in set(ids.values())),
+        "environment": {**environment(), "jobs": args.jobs},
+    }
+    write_json(out / f"{NAME}.json", payload)
+    write_text(out / f"{NAME}.md", table)
+    _figure(rows, done, ids, out)
+    return 0
+
+
+def _table(rows: Sequence[dict[str, Any]]) -> str:
+    return markdown_table(
+        [
+            "law fit (seed 0)",
+            "peak LR",
+            "best hand (seed 0)",
+            "predicted gain",
+            "proposal − best hand, held-out (per seed)",
+            "best hand seed sd",
+            "verdict",
+            "law error on the proposal (held-out)",
+        ],
+        [
+            [
+                r["variant"],
+                fmt(r["peak_lr"], "g"),
+                r["best_hand"],
+                fmt(r["predicted_gain"], "+.3f"),
+                fmt(r["mean_diff"], "+.3f")
+                + " ("
+                + ", ".join(fmt(d, "+.3f") for d in r["diffs"])
+                + ")",
+                fmt(r["best_hand_seed_sd"], ".3f"),
+                r["verdict"],
+                fmt(r["prediction_error"], "+.3f"),
+            ]
+            for r in rows
+        ],
+    )
+
+
+def _figure(
+    rows: Sequence[dict[str, Any]],
+    done: dict[str, dict[str, Any]],
+    ids: dict[tuple[str, float, int], str],
+    out: Path,
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lawsearch.schedules import Schedule
+
+    peaks = sorted({r["peak_lr"] for r in rows})
+    fig, axes = plt.subplots(2, len(peaks), figsize=(4.2 * len(peaks), 6.4), squeeze=False)
+    for j, peak in enumerate(peaks):
+        at = [r for r in rows if r["peak_lr"] == peak]
+        hand = at[0]["best_hand"]
+        lines = [(f"{hand} (best hand)", hand, "0.3", None)]
+        lines += [
+            (f"proposal ({r['variant']})", r["variant"], f"C{i}", r["schedule"])
+            for i, r in enumerate(at)
+        ]
+        shown: list[float] = []
+        for label, key, color, sched in lines:
+            if sched is not None:
+                lr = Schedule.from_dict(sched).per_step()
+                axes[0][j].plot(np.arange(lr.size), lr / peak, color=color, label=label)
+            for s in HELD_OUT_SEEDS:
+                got = done[ids[(key, peak, s)]]["rows"]
+                shown.append(min(g["loss"] for g in got))
+                axes[1][j].plot(
+                    [g["step"] for g in got],
+                    [g["loss"] for g in got],
+                    color=color,
+                    lw=1.0,
+                    alpha=0.8,
+                    label=label if s == HELD_OUT_SEEDS[0] else None,
+                )
+        hand_rows = done[ids[(hand, peak, FIT_SEED)]]["rows"]
+        axes[0][j].plot(
+            [g["step"] for g in hand_rows],
+            [g["lr"] / peak for g in hand_rows],
+            color="0.3",
+            label=f"{hand} (best hand)",
+        )
+        axes[0][j].set_title(f"peak LR {peak:g}: LR / peak")
+        axes[0][j].legend(fontsize=7)
+        axes[1][j].set_title("held-out seeds 1 and 2: held-out loss")
+        axes[1][j].set_xlabel("step")
+        tail = [g["loss"] for g in hand_rows[len(hand_rows) // 3 :]]
+        axes[1][j].set_ylim(min(shown) - 0.05, max(tail) + 0.1)
+        axes[1][j].legend(fontsize=7)
+    save_figure(fig, out / f"{NAME}.png")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

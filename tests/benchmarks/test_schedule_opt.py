@@ -1,0 +1,51 @@
+"""The law-proposed-schedule benchmark trains, fits, proposes and compares on a tiny study."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import schedule_opt
+from lawsearch.schedules import Schedule
+
+
+@pytest.mark.slow
+def test_tiny_run_trains_the_proposals_on_held_out_seeds(tmp_path: Path, capsys) -> None:
+    assert schedule_opt.main(["--tiny", "--jobs", "1", "--out", str(tmp_path)]) == 0
+    payload = json.loads((tmp_path / "schedule_opt.json").read_text())
+    rows = payload["rows"]
+    peaks = payload["peaks"]
+    # one row per law variant and peak
+    assert {(r["variant"], r["peak_lr"]) for r in rows} == {
+        (v, p) for v in schedule_opt.VARIANTS for p in peaks
+    }
+    assert len(payload["seed0_hand_finals"]) == len(schedule_opt.HANDS) * len(peaks)
+    for r in rows:
+        s = Schedule.from_dict(r["schedule"])
+        assert s.family == "piecewise" and s.peak_lr == r["peak_lr"]
+        lr = s.per_step()[s.warmup_steps :]
+        assert lr.max() <= r["peak_lr"] * (1 + 1e-12)
+        assert lr.min() >= r["peak_lr"] * schedule_opt.FINAL_LR_RATIO * (1 - 1e-9)
+        assert (np.diff(lr) <= 1e-15).all()
+        # the best hand family is the seed-0 winner at that peak (in-sample pick)
+        at_peak = {
+            k.split("@")[0]: v
+            for k, v in payload["seed0_hand_finals"].items()
+            if float(k.split("@")[1]) == r["peak_lr"]
+        }
+        assert r["best_hand"] == min(at_peak, key=lambda k: at_peak[k])
+        assert r["best_hand_final_seed0"] == at_peak[r["best_hand"]]
+        # the comparison is on the held-out seeds only, seed by seed
+        assert r["held_out_seeds"] == [1, 2]
+        assert len(r["proposal_finals"]) == len(r["best_hand_finals"]) == 2
+        assert r["diffs"] == pytest.approx(
+            [p - h for p, h in zip(r["proposal_finals"], r["best_hand_finals"], strict=True)]
+        )
+        assert r["verdict"] in ("beats", "within spread", "loses")
+        assert r["best_hand_seed_sd"] > 0
+    assert (tmp_path / "schedule_opt.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "schedule_opt.md").read_text().startswith("| law fit (seed 0) |")
+    assert "| law fit (seed 0) |" in capsys.readouterr().out
