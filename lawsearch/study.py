@@ -38,6 +38,7 @@ from lawsearch.search._faults import (
     record_checkpoint,
     with_micro_batch,
 )
+from lawsearch.search._propose import ScheduleProposer, apply_proposal
 from lawsearch.storage import open_storage
 from lawsearch.train._protocol import Trainer, takes_on_checkpoint
 
@@ -309,8 +310,9 @@ def build_search(
     checkpoints = takes_on_checkpoint(trainer)
 
     def objective(trial: optuna.Trial, budget_steps: int, resume_from: str | None) -> str | None:
-        config = suggest_config(cfg, trial, tokens_available=tokens_available)
-        config = dict(with_micro_batch(trial, trainer, config))
+        suggested = suggest_config(cfg, trial, tokens_available=tokens_available)
+        # a law-proposed schedule replaces the one the source's parameters suggest
+        config = dict(with_micro_batch(trial, trainer, apply_proposal(trial, suggested)))
         frozen = compat.trial_now(trial.study, trial)
         start = int(frozen.user_attrs.get(attrs.RESUME_STEP, 0)) if resume_from else 0
         screening = budget_steps <= cfg.short_steps
@@ -369,6 +371,13 @@ def build_search(
         oom_retry=cfg.search.oom_retry,
         checkpoint_dir=str(cfg.checkpoint_dir),
         keep_checkpoints=cfg.train.keep_checkpoints,
+        propose=(
+            ScheduleProposer(
+                cfg.search.propose_schedules, final_lr_ratio=cfg.search_space.final_lr_ratio
+            )
+            if cfg.search.propose_schedules
+            else None
+        ),
     )
 
 
@@ -421,9 +430,13 @@ class StudyPlan:
 
 
 def plan_rungs(cfg: StudyConfig) -> tuple[RungPlan, ...]:
-    """Trials and tokens per budget if nothing is pruned early (``sync`` promotion)."""
+    """Trials and tokens per budget if nothing is pruned early (``sync`` promotion).
+
+    ``search.propose_schedules`` law-proposed schedules screen with the candidates
+    (at most that many: the law may propose fewer) and count in every cut.
+    """
     budgets, tps = cfg.budget_steps, cfg.train.tokens_per_step
-    n = cfg.search.candidates
+    n = cfg.search.candidates + (cfg.search.propose_schedules if len(budgets) > 1 else 0)
     out = [RungPlan(budgets[0], n, n * budgets[0] * tps)]
     for lo, hi in itertools.pairwise(budgets):
         n = sync_keep(n, cfg.eta)

@@ -246,6 +246,18 @@ def _validate_search(cfg: StudyConfig) -> None:
             f"`search.max_retries` must be >= 0 (0: a failed trial is not retried); got "
             f"{s.max_retries}."
         )
+    if s.propose_schedules < 0 or s.propose_schedules > s.candidates:
+        raise ValueError(
+            f"`search.propose_schedules` must be in [0, search.candidates={s.candidates}] "
+            f"(0: off; N: the law proposes a schedule for each of the N best screened "
+            f"candidates); got {s.propose_schedules}."
+        )
+    if s.propose_schedules and not cfg.law.build().uses_lr:
+        raise ValueError(
+            f"`search.propose_schedules` = {s.propose_schedules} needs a schedule-aware law "
+            f"to optimise the LR schedule with; `law.name` = {cfg.law.name!r} ignores it. "
+            "Set law.name = 'multipower' or 'momentum', or propose_schedules = 0."
+        )
     if s.candidates < 2:
         raise ValueError(f"`search.candidates` must be >= 2; got {s.candidates}.")
     if not 1 <= s.survivors <= s.candidates:

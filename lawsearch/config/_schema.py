@@ -262,6 +262,13 @@ class SearchConfig:
     ``oom_retry``: a trial that runs out of memory is retried from its last checkpoint
     at half its micro-batch (``train.micro_batch``) with twice the gradient accumulation
     (the same effective batch), down to 1; these retries do not count in ``max_retries``.
+
+    ``propose_schedules``: after the screen, a schedule-aware law (``law.name`` =
+    ``multipower`` or ``momentum``) fitted jointly on the screened curves proposes, for
+    each of this many best screened mixtures, the piecewise LR schedule it predicts to
+    end lowest (same peak LR and warmup, ``final_lr_ratio``, monotone decay); each
+    proposal predicted below every hand family is an extra candidate that screens and is
+    cut like the others (``lawsearch.search._propose``). Once per study; 0 (default): off.
     """
 
     candidates: int = 12
@@ -270,6 +277,7 @@ class SearchConfig:
     promotion: str = "sync"
     max_retries: int = 2
     oom_retry: bool = True
+    propose_schedules: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -49,6 +49,10 @@ __all__ = [
     "PREDICTED_HI",
     "PREDICTED_LO",
     "PREFIX",
+    "PROPOSAL",
+    "PROPOSED_FINAL",
+    "PROPOSED_FROM",
+    "PROPOSED_SCHEDULE",
     "RANKED_BY",
     "RESUME_STEP",
     "RETRIES",
@@ -174,6 +178,13 @@ MICRO_BATCH = PREFIX + "micro_batch"
 GRAD_ACCUMULATION = PREFIX + "grad_accumulation"
 #: how many out-of-memory retries (each at a smaller micro-batch) came before this trial
 OOM_RETRIES = PREFIX + "oom_retries"
+#: a law-proposed schedule (``[search] propose_schedules``, ``lawsearch.search._propose``):
+#: the extra candidate trains this piecewise schedule (a ``Schedule.to_dict()``; its
+#: continuations and retries inherit it, so every try trains the same schedule), which the
+#: law predicted to end at ``PROPOSED_FINAL``, for the mixture of screened trial ``PROPOSED_FROM``
+PROPOSED_SCHEDULE = PREFIX + "proposed_schedule"
+PROPOSED_FINAL = PREFIX + "proposed_final"
+PROPOSED_FROM = PREFIX + "proposed_from"
 #: checkpoint files of the trial that retention deleted (no continuation or retry can use them)
 CHECKPOINTS_DELETED = PREFIX + "checkpoints_deleted"
 
@@ -182,6 +193,9 @@ CHECKPOINTS_DELETED = PREFIX + "checkpoints_deleted"
 MIXTURE_SPEC_PREFIX = PREFIX + "mixture_spec:"
 #: ``lawsearch:schedule_spec:<name>`` the families and ranges ``suggest_schedule`` searches
 SCHEDULE_SPEC_PREFIX = PREFIX + "schedule_spec:"
+#: the schedule-proposal decision, made once per study after the screen: what was proposed
+#: (trial numbers, predictions, the best hand schedule's prediction) or why nothing was
+PROPOSAL = PREFIX + "schedule_proposal"
 #: trial number -> id of its dashboard figure attached to the study (a trial first drawn
 #: after it finished: Optuna freezes finished trials); rewritten in place on each redraw
 FIGURED_TRIALS = PREFIX + "figured_trials"

@@ -24,7 +24,13 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from lawsearch.optuna import _attrs, _kinds
 from lawsearch.optuna import _records as records
 
-__all__ = ["cut_record", "mixed_reason", "record_trial", "without_extrapolation"]
+__all__ = [
+    "cut_record",
+    "mixed_reason",
+    "pruned_per_rung",
+    "record_trial",
+    "without_extrapolation",
+]
 
 #: a trial's or the joint refit's ``(mean, lo, hi)`` at the full budget
 Score = tuple[float, float, float]
@@ -202,3 +208,13 @@ def mixed_reason(bare: int, total: int) -> str:
         "rung ranks by the loss observed at its budget (a full-budget prediction is not "
         "comparable with a short-budget loss)"
     )
+
+
+def pruned_per_rung(trials: Sequence[FrozenTrial]) -> dict[int, int]:
+    """How many trials the pruner stopped at each rung (they count among its screened)."""
+    out: dict[int, int] = {}
+    for t in trials:
+        if t.state == TrialState.PRUNED and _attrs.RUNG in t.user_attrs:
+            rung = int(t.user_attrs[_attrs.RUNG])
+            out[rung] = out.get(rung, 0) + 1
+    return out

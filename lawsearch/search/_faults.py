@@ -49,6 +49,7 @@ __all__ = [
     "is_candidate",
     "is_out_of_memory",
     "is_surplus",
+    "needs_claim",
     "record_checkpoint",
     "requeue",
     "retry_of",
@@ -119,10 +120,14 @@ def retry_of(trial: FrozenTrial) -> int | None:
 
 
 def is_candidate(trial: FrozenTrial) -> bool:
-    """Whether ``trial`` starts a lineage (a candidate; not a continuation, retry or surplus)."""
+    """Whether ``trial`` is one of the sampler's candidates.
+
+    Not a continuation, retry, surplus, or a law-proposed schedule (an extra
+    lineage beyond ``n_candidates``, ``lawsearch.search._propose``).
+    """
     a = trial.user_attrs
     return retry_of(trial) is None and not any(
-        k in a for k in (_attrs.PARENT, _attrs.SURPLUS, _attrs.DUPLICATE_OF)
+        k in a for k in (_attrs.PARENT, _attrs.SURPLUS, _attrs.DUPLICATE_OF, _attrs.PROPOSED_FROM)
     )
 
 
@@ -323,7 +328,18 @@ def _lineage_key(t: FrozenTrial) -> tuple[Any, ...] | None:
     failed = retry_of(t)
     if failed is not None:
         return ("retry", a.get(_attrs.ROOT, failed))
+    if _attrs.PROPOSED_FROM in a:  # two workers that decided at once added it twice
+        return ("proposal", a[_attrs.PROPOSED_FROM])
     return None
+
+
+def needs_claim(trial: FrozenTrial) -> bool:
+    """Whether a claimed trial may be a duplicate (``claim_is_unique`` decides), not a candidate.
+
+    Continuations, retries and law-proposed schedules can be added twice by workers
+    that decide at the same moment; a new candidate is checked by ``is_surplus``.
+    """
+    return _lineage_key(trial) is not None
 
 
 def claim_is_unique(study: optuna.Study, trial: FrozenTrial) -> bool:

@@ -21,6 +21,7 @@ from lawsearch.search._faults import (
     record_checkpoint,
     with_micro_batch,
 )
+from lawsearch.search._propose import apply_proposal
 from lawsearch.train._protocol import takes_on_checkpoint
 
 __all__ = ["Objective", "trainer_objective"]
@@ -45,7 +46,9 @@ def trainer_objective(trainer: Any, config: Any, prune: bool) -> Objective:
 
         kw: dict[str, Any] = {"on_checkpoint": on_checkpoint} if extra else {}
         kw.update(budget_steps=budget_steps, resume_from=resume_from, report=report)
-        res = trainer.train(with_micro_batch(trial, trainer, config(trial)), **kw)
+        # a law-proposed schedule replaces the one the source's parameters suggest
+        cfg = apply_proposal(trial, config(trial))
+        res = trainer.train(with_micro_batch(trial, trainer, cfg), **kw)
         if diverged.why is not None:
             raise Diverged(diverged.why)
         if res.stopped:

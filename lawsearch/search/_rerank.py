@@ -51,7 +51,12 @@ from lawsearch.optuna import _attrs
 from lawsearch.optuna import _compat as compat
 from lawsearch.optuna import _records as records
 from lawsearch.optuna._records import observed_value, write_cut
-from lawsearch.search._decisions import cut_record, mixed_reason, without_extrapolation
+from lawsearch.search._decisions import (
+    cut_record,
+    mixed_reason,
+    pruned_per_rung,
+    without_extrapolation,
+)
 from lawsearch.search._extrapolate import RungExtrapolator, optimistic
 from lawsearch.search._faults import (
     StopWorker,
@@ -60,9 +65,11 @@ from lawsearch.search._faults import (
     fail_trial,
     is_candidate,
     is_surplus,
+    needs_claim,
     retry_of,
 )
 from lawsearch.search._objective import Objective, trainer_objective
+from lawsearch.search._propose import ScheduleProposer
 from lawsearch.search._result import Node, Score, SearchResult
 from lawsearch.search._retention import delete_unused_checkpoints
 from lawsearch.train._protocol import Trainer
@@ -142,6 +149,8 @@ class RetrievalRerank:
             checkpoint files under ``checkpoint_dir`` that no continuation or retry can
             use, and, once every lineage is ranked, all but the pick's
             (``lawsearch.search._retention``).
+        propose: once the screen has finished, add the law's own schedules as extra
+            candidates (``lawsearch.search._propose.ScheduleProposer``); None: never.
     """
 
     def __init__(
@@ -168,6 +177,7 @@ class RetrievalRerank:
         oom_retry: bool = True,
         checkpoint_dir: str | None = None,
         keep_checkpoints: str = "all",
+        propose: ScheduleProposer | None = None,
     ) -> None:
         b = [int(x) for x in budgets]
         if not b or any(x < 1 for x in b) or any(y <= x for x, y in itertools.pairwise(b)):
@@ -215,6 +225,7 @@ class RetrievalRerank:
             raise ValueError("`keep_checkpoints='needed'` needs the `checkpoint_dir` it cleans.")
         self.checkpoint_dir = checkpoint_dir
         self.keep_checkpoints = keep_checkpoints
+        self.proposer = propose
         self._objective = (
             objective if objective is not None else trainer_objective(trainer, config, prune)
         )
@@ -312,8 +323,7 @@ class RetrievalRerank:
                 continue
             trial = compat.ask(study)
             frozen = compat.trial_now(study, trial)
-            a = frozen.user_attrs
-            if _attrs.PARENT in a or retry_of(frozen) is not None:
+            if needs_claim(frozen):
                 if not claim_is_unique(study, frozen):
                     continue
             elif is_surplus(study, frozen, self.n_candidates):
@@ -410,7 +420,7 @@ class RetrievalRerank:
         trials = study.get_trials(deepcopy=False)
         nodes, promoted = self._nodes(study, trials)
         sign = 1.0 if study.direction != StudyDirection.MAXIMIZE else -1.0
-        lost = _pruned_per_rung(trials)
+        lost = pruned_per_rung(trials)
         out = []
         for rung in range(len(self.budgets) - 1):
             at = [n for n in nodes if n.rung == rung]
@@ -467,6 +477,8 @@ class RetrievalRerank:
 
     def _promote(self, study: optuna.Study) -> bool:
         """Add a WAITING continuation for each eligible trial; True if any was added."""
+        if self.proposer is not None and self.proposer.propose(self, study):
+            return True  # the proposal screens before the cut (it holds the rung open)
         added = False
         cuts: list[dict[str, Any]] = []
         eligible = self.eligible(study, cuts)
@@ -575,16 +587,6 @@ def sync_keep(n: int, eta: float) -> int:
     ``floor(n / eta)``, but at least one of a non-empty rung.
     """
     return max(1, math.floor(n / eta)) if n else 0
-
-
-def _pruned_per_rung(trials: Sequence[FrozenTrial]) -> dict[int, int]:
-    """How many trials the pruner stopped at each rung."""
-    out: dict[int, int] = {}
-    for t in trials:
-        if t.state == TrialState.PRUNED and _attrs.RUNG in t.user_attrs:
-            rung = int(t.user_attrs[_attrs.RUNG])
-            out[rung] = out.get(rung, 0) + 1
-    return out
 
 
 def _predicted(user_attrs: Mapping[str, Any]) -> bool:
