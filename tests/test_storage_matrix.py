@@ -157,3 +157,67 @@ def test_attrs_round_trip_on_every_storage(
             optuna.delete_study(study_name=name, storage=storage)
         _close(storage)
         _close(reader)
+
+
+def _proposing_search(storage: Any, name: str) -> None:
+    """The search of ``tests/search/test_propose.py``: a law-proposed schedule is trained."""
+    from lawsearch.search._propose import ScheduleProposer
+    from tests.search.test_propose import _search as propose_search
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler(seed=1)
+    )
+    propose_search(ScheduleProposer(1, final_lr_ratio=0.1, min_gain=0.0)).run(study)
+
+
+@pytest.fixture(scope="module")
+def proposal_reference() -> dict[str, Any]:
+    """The proposing search on an in-memory storage: its attrs exactly as written."""
+    storage = optuna.storages.InMemoryStorage()
+    _proposing_search(storage, "propose")
+    return _attrs_of(storage, "propose")
+
+
+def test_a_proposal_writes_its_attrs_as_strict_json(proposal_reference: dict[str, Any]) -> None:
+    json.dumps(proposal_reference, allow_nan=False)
+    for where, attrs in proposal_reference.items():
+        _strict_json(attrs, where)
+    keys = {k for t in proposal_reference.values() if "user" in t for k in t["user"]}
+    for key in (_attrs.PROPOSED_SCHEDULE, _attrs.PROPOSED_FINAL, _attrs.PROPOSED_FROM):
+        assert key in keys, key
+    assert proposal_reference["study user"][_attrs.PROPOSAL]["proposed"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "postgresql"])
+def test_proposal_attrs_round_trip_on_every_storage(
+    kind: str, proposal_reference: dict[str, Any], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    name = "propose"
+    if kind == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        name = "i_sched_study_storage_matrix"
+    elif kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'study.db'}"
+
+    def open_storage() -> Any:
+        if kind == "journal":
+            return JournalStorage(JournalFileBackend(str(tmp_path / "journal.log")))
+        return optuna.storages.RDBStorage(url)
+
+    storage = open_storage()
+    if name in optuna.study.get_all_study_names(storage):  # a run that died before its cleanup
+        optuna.delete_study(study_name=name, storage=storage)
+    reader = None
+    try:
+        _proposing_search(storage, name)
+        reader = open_storage()
+        assert _attrs_of(reader, name) == proposal_reference
+    finally:
+        if kind == "postgresql":
+            optuna.delete_study(study_name=name, storage=storage)
+        _close(storage)
+        _close(reader)
