@@ -291,7 +291,7 @@ def _lineage(chain: list[Any], config: Any, tps: int, cuts: tuple[dict[str, Any]
         trials=tuple(t.number for t in chain),
         state=last.state.name,
         mixture=_mixture(root.user_attrs) or _mixture(last.user_attrs),
-        schedule=_describe_schedule(schedule_spec, root.params),
+        schedule=_describe_schedule(schedule_spec, root.params) + _proposed(root.user_attrs),
         steps=steps,
         values=values,
         decisions=decisions,
@@ -379,6 +379,12 @@ def _describe_schedule(spec: Any, params: Mapping[str, Any]) -> str:
     if spec.get("family") == "wsd":
         text += f" decay={float(spec.get('decay_fraction', math.nan)):.2f}"
     return text
+
+
+def _proposed(user_attrs: Mapping[str, Any]) -> str:
+    """Where a law-proposed schedule came from (``lawsearch.search._propose``), else ``""``."""
+    source = user_attrs.get(attrs.PROPOSED_FROM)
+    return "" if source is None else f" (law-proposed for #{int(source)}'s mixture)"
 
 
 def _rank(lineages: list[Lineage], maximize: bool) -> list[Lineage]:

@@ -1,9 +1,11 @@
-"""Law-proposed schedules: one extra candidate per study that trains the law's own schedule.
+"""Law-proposed schedules: extra candidates (once per study) that train the law's own schedule.
 
-After the screen (every candidate has finished the short budget) and before the
-first cut, ``ScheduleProposer`` reads the rung's joint refit (the cached pooled
-fit of the screened curves that the cut ranks by), takes the ``count`` best
-screened trials with a schedule-aware fit and, for each, asks
+After the screen (every candidate has finished the short budget) and, under
+``sync`` promotion, before the first cut (the pending proposal holds the rung
+open; under ``async`` some candidates may have continued already),
+``ScheduleProposer`` reads the rung's joint refit (the cached pooled fit of the
+screened curves that the cut ranks by), takes the ``count`` best screened trials
+with a usable schedule-aware fit and, for each, asks
 ``lawsearch.schedule_opt.optimise_schedule`` for the piecewise LR schedule whose
 final loss that trial's fit predicts lowest: the same mixture, the same peak LR
 and warmup, the study's final LR, a monotone decay. A proposal the law predicts

@@ -77,12 +77,13 @@ def _search(
     law: str = "multipower",
     budgets: tuple[int, ...] = (SHORT, T),
     eval_every: int = 4,
+    fail: Any = None,
 ) -> RetrievalRerank:
     curve = _curve([] if trained is None else trained)
     return RetrievalRerank(
         budgets=budgets,
         n_candidates=4,
-        trainer=FakeTrainer(eval_every=eval_every, curve=curve),
+        trainer=FakeTrainer(eval_every=eval_every, curve=curve, fail=fail),
         config=_config,
         eta=2.0,
         law=law,
@@ -145,6 +146,10 @@ def test_a_proposal_is_made_once_trains_its_schedule_and_is_not_made_again_on_re
             assert t.user_attrs[_attrs.SCHEDULE] == a[_attrs.PROPOSED_SCHEDULE]
     assert prop.number in {row["root"] for row in result.table}
 
+    # the report shows the lineage with the schedule it trained, and where it came from
+    rows = [r for r in _report_table(study, tmp_path).splitlines() if "law-proposed" in r]
+    assert len(rows) == 1 and f"piecewise lr=0.003 (law-proposed for #{source.number}'s" in rows[0]
+
     # resume: a fresh process on the same journal proposes nothing more and trains nothing
     n_before, calls = len(study.trials), len(trained)
     again = _study(journal)
@@ -173,6 +178,29 @@ def test_two_workers_that_propose_at_once_train_the_proposal_once(tmp_path: Path
     assert [t.state for t in props] == [TrialState.COMPLETE, TrialState.FAIL]
     assert props[1].user_attrs[_attrs.DUPLICATE_OF] == props[0].number
     assert proposal_decision(study) is None  # this run saw the proposals: no second decision
+
+
+def test_a_failed_proposal_is_retried_with_the_same_schedule(tmp_path: Path) -> None:
+    failed: list[int] = []
+
+    def fail(config: Mapping[str, Any], step: int) -> BaseException | None:
+        if config["schedule"]["family"] == "piecewise" and step == 30 and not failed:
+            failed.append(step)
+            return RuntimeError("worker lost")
+        return None
+
+    study = _study(tmp_path / "journal.log")
+    _search(ScheduleProposer(1, final_lr_ratio=0.1, min_gain=0.0), fail=fail).run(study)
+    assert failed == [30]
+    first, retry = _proposals(study)[:2]
+    assert first.state == TrialState.FAIL and retry.user_attrs[_attrs.RETRY_OF] == first.number
+    assert retry.state == TrialState.COMPLETE
+    spec = first.user_attrs[_attrs.PROPOSED_SCHEDULE]
+    assert retry.user_attrs[_attrs.PROPOSED_SCHEDULE] == retry.user_attrs[_attrs.SCHEDULE] == spec
+    x = retry.params["x"]
+    expected = _curve([])({"x": x, "schedule": spec}, SHORT)
+    assert retry.intermediate_values[SHORT] == pytest.approx(expected, rel=1e-12)
+    assert len(_proposals(study)) == 2  # the proposal and its retry: no second proposal
 
 
 def _kept(study: optuna.Study) -> list[tuple[Any, ...]]:
@@ -244,3 +272,16 @@ def test_the_plan_counts_the_proposals(tmp_path: Path) -> None:
     assert plan_on[0].trials == plan_off[0].trials + 2 == 8
     assert plan_on[0].tokens == plan_off[0].tokens * 8 // 6
     assert plan_on[1].trials >= plan_off[1].trials
+
+
+def _report_table(study: optuna.Study, tmp_path: Path) -> str:
+    """``table.md`` of ``lawsearch report`` for the study (tokens: 64 per step)."""
+    from lawsearch.report import collect, write_report
+
+    budgets = f"short_tokens = {SHORT * 64}\nfull_tokens = {T * 64}"
+    search = "candidates = 4\nsurvivors = 1\nrungs = [1.0]\npropose_schedules = 1"
+    cfg = load_study(
+        _write_study(tmp_path, budgets=budgets, search=search, law='name = "multipower"')
+    )
+    write_report(collect(study, cfg), tmp_path / "report", html=False)
+    return (tmp_path / "report" / "table.md").read_text()
