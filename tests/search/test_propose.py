@@ -49,7 +49,8 @@ def _curve(trained: list[dict[str, Any]]) -> Any:
     def curve(config: Mapping[str, Any], step: int) -> float:
         trained.append(dict(config["schedule"]))
         lrs = Schedule.from_dict(config["schedule"]).per_step()
-        theta = dict(TRUE, L0=TRUE["L0"] + (float(config["x"]) - 0.3) ** 2)
+        x = float(config["x"]) if "x" in config else float(config["mixture"]["a"])
+        theta = dict(TRUE, L0=TRUE["L0"] + (x - 0.3) ** 2)
         values = np.array([theta[n] for n in _LAW.param_names])
         track = LRTrack(np.append(lrs, lrs[-1]))
         return float(_LAW.predict_from(values, np.array([float(step)]), track)[0])
@@ -285,3 +286,40 @@ def _report_table(study: optuna.Study, tmp_path: Path) -> str:
     )
     write_report(collect(study, cfg), tmp_path / "report", html=False)
     return (tmp_path / "report" / "table.md").read_text()
+
+
+def test_the_study_wiring_trains_the_proposal_and_records_its_lr(tmp_path: Path) -> None:
+    """``build_search`` (``lawsearch run``): the proposer from the study file, the stored
+    schedule replacing the suggested one in the trainer's config and the trial's attrs."""
+    from lawsearch.study import build_sampler, build_search
+
+    cfg = load_study(
+        _write_study(
+            tmp_path,
+            budgets=f"short_tokens = {SHORT * 64}\nfull_tokens = {T * 64}",
+            search="candidates = 4\nsurvivors = 1\nrungs = [1.0]\npropose_schedules = 1",
+            law='name = "multipower"',
+            search_space='schedules = ["cosine", "wsd"]\npeak_lr = 3e-3',
+            pruner="enabled = false",
+        )
+    )
+    trained: list[dict[str, Any]] = []
+    search = build_search(cfg, trainer=FakeTrainer(eval_every=4, curve=_curve(trained)))
+    assert search.proposer is not None and search.proposer.count == 1
+    assert search.proposer.final_lr_ratio == cfg.search_space.final_lr_ratio
+    # the fake's law gains < 0.1% over WSD, and these 3-domain screens leave intervals
+    # of 2-3x: lift both thresholds to see the wiring train a proposal
+    search.proposer.min_gain = 0.0
+    search.extrapolator.max_interval_ratio = 10.0
+    study = optuna.create_study(
+        study_name=cfg.name,
+        storage=JournalStorage(JournalFileBackend(str(tmp_path / "journal.log"))),
+        sampler=build_sampler(cfg),
+    )
+    search.run(study)
+    assert (proposal_decision(study) or {}).get("proposed") == 1, proposal_decision(study)
+    (prop,) = _proposals(study)
+    spec = prop.user_attrs[_attrs.PROPOSED_SCHEDULE]
+    assert spec["family"] == "piecewise" and spec in trained
+    assert prop.user_attrs[_attrs.SCHEDULE] == spec
+    assert prop.user_attrs[_attrs.LR] == pytest.approx(spec["peak_lr"])
