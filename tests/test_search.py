@@ -536,3 +536,23 @@ def test_a_rung_with_some_trials_unextrapolated_ranks_all_by_observed_loss() -> 
     cut = next(c for c in records.read_cuts(study) if c["rung"] == 0)
     assert {c["ranked_by"] for c in cut["candidates"]} == {records.LAST_VALUE}
     assert all("no usable extrapolation" in c["why"] for c in cut["candidates"])
+
+
+def test_sync_promotion_cuts_a_rung_once_even_when_a_refit_would_rank_it_otherwise(
+    tmp_path: Path,
+) -> None:
+    """Once the kept trials' continuations finish, their longer curves join the rung's
+    pooled refit and can re-rank it; the rung was cut already, so nothing more continues.
+    (Schedule-aware curves from tests/search/test_propose.py: before the fix all 4 of
+    4 candidates reached the full budget with eta 2, and the cut's record was rewritten.)"""
+    from lawsearch.optuna import _records as records
+    from tests.search.test_propose import _search as schedule_search
+    from tests.search.test_propose import _study as schedule_study
+
+    study = schedule_study(tmp_path / "journal.log")
+    schedule_search(None).run(study)
+    continued = [t for t in study.trials if attrs.PARENT in t.user_attrs]
+    assert len(continued) == 2  # sync_keep(4, eta=2)
+    (cut,) = records.read_cuts(study)
+    kept = {c["trial"] for c in cut["candidates"][: cut["keep"]]}
+    assert {t.user_attrs[attrs.PARENT] for t in continued} == kept

@@ -26,6 +26,9 @@ from lawsearch.optuna import _records as records
 
 __all__ = [
     "cut_record",
+    "finite_or",
+    "is_predicted",
+    "kept_by_cut",
     "mixed_reason",
     "pruned_per_rung",
     "record_trial",
@@ -218,3 +221,29 @@ def pruned_per_rung(trials: Sequence[FrozenTrial]) -> dict[int, int]:
             rung = int(t.user_attrs[_attrs.RUNG])
             out[rung] = out.get(rung, 0) + 1
     return out
+
+
+def kept_by_cut(cuts: Sequence[Mapping[str, Any]], rung: int) -> set[int] | None:
+    """The trials the recorded cut of ``rung`` kept (None: the rung was not cut yet).
+
+    Under ``sync`` promotion a finished rung is cut once. Its record is written
+    before the continuations, so a search that resumes, or runs again after the
+    continuations' longer curves joined the rung's pooled refit, promotes exactly
+    the trials that cut kept, never a re-ranked set on top of them.
+    """
+    for cut in cuts:
+        if int(cut["rung"]) == rung:
+            return {int(c["trial"]) for c in cut["candidates"][: int(cut["keep"])]}
+    return None
+
+
+def is_predicted(user_attrs: Mapping[str, Any]) -> bool:
+    """Whether a finished trial's value is a law's prediction (not a loss observed)."""
+    if _attrs.RANKED_BY in user_attrs:
+        return user_attrs[_attrs.RANKED_BY] in (records.LAW, records.JOINT)
+    return math.isfinite(finite_or(user_attrs.get(_attrs.PREDICTED_FINAL), math.nan))
+
+
+def finite_or(x: Any, default: float) -> float:
+    """``x`` as a float when it is a finite number, else ``default``."""
+    return float(x) if x is not None and math.isfinite(float(x)) else default

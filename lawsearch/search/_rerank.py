@@ -53,6 +53,9 @@ from lawsearch.optuna import _records as records
 from lawsearch.optuna._records import observed_value, write_cut
 from lawsearch.search._decisions import (
     cut_record,
+    finite_or,
+    is_predicted,
+    kept_by_cut,
     mixed_reason,
     pruned_per_rung,
     without_extrapolation,
@@ -402,12 +405,12 @@ class RetrievalRerank:
                     rung=int(a[_attrs.RUNG]),
                     root=int(a.get(_attrs.ROOT, t.number)),
                     value=value,
-                    mean=_num(a.get(_attrs.PREDICTED_FINAL), value),
-                    lo=_num(a.get(_attrs.PREDICTED_LO), value),
-                    hi=_num(a.get(_attrs.PREDICTED_HI), value),
+                    mean=finite_or(a.get(_attrs.PREDICTED_FINAL), value),
+                    lo=finite_or(a.get(_attrs.PREDICTED_LO), value),
+                    hi=finite_or(a.get(_attrs.PREDICTED_HI), value),
                     budget=int(a.get(_attrs.BUDGET, self.budgets[int(a[_attrs.RUNG])])),
                     checkpoint=a.get(_attrs.CHECKPOINT_OUT),
-                    predicted=_predicted(a),
+                    predicted=is_predicted(a),
                 )
             )
         return nodes, promoted
@@ -421,6 +424,7 @@ class RetrievalRerank:
         nodes, promoted = self._nodes(study, trials)
         sign = 1.0 if study.direction != StudyDirection.MAXIMIZE else -1.0
         lost = pruned_per_rung(trials)
+        made = records.read_cuts(study) if self.promotion == "sync" else []
         out = []
         for rung in range(len(self.budgets) - 1):
             at = [n for n in nodes if n.rung == rung]
@@ -431,6 +435,11 @@ class RetrievalRerank:
                 if not self._rung_finished(trials, rung):
                     continue
                 k = min(sync_keep(n, self.eta), len(at))
+                kept = kept_by_cut(made, rung)  # a sync rung is cut once: refits change nothing
+                if kept is not None:
+                    cut = [x for x in at if x.number in kept]
+                    out += [x for x in cut if (x.number, rung + 1) not in promoted]
+                    continue
             else:
                 k = math.floor(n / self.eta)
             if k < 1:
@@ -587,14 +596,3 @@ def sync_keep(n: int, eta: float) -> int:
     ``floor(n / eta)``, but at least one of a non-empty rung.
     """
     return max(1, math.floor(n / eta)) if n else 0
-
-
-def _predicted(user_attrs: Mapping[str, Any]) -> bool:
-    """Whether a finished trial's value is a law's prediction (not a loss observed)."""
-    if _attrs.RANKED_BY in user_attrs:
-        return user_attrs[_attrs.RANKED_BY] in (records.LAW, records.JOINT)
-    return math.isfinite(_num(user_attrs.get(_attrs.PREDICTED_FINAL), math.nan))
-
-
-def _num(x: Any, default: float) -> float:
-    return float(x) if x is not None and math.isfinite(float(x)) else default
