@@ -4,7 +4,8 @@ Two families: ``FitError``/``CurveError`` (``ValueError``s of the numeric core a
 ``lawsearch.fitting``), and ``StudyError`` with its two kinds for whatever runs a
 study or a command (``lawsearch.runner``, the CLI), each carrying the exit code the
 command line ends with: ``UserError`` (bad input found before anything was
-written: 2) and ``RunFailed`` (a run that started and stopped on an error: 1).
+written: 2) and ``RunFailed`` (a run that started and stopped on an error: 1),
+of which ``StorageUnavailable`` is a database lost for good mid-run.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ __all__ = [
     "CurveError",
     "FitError",
     "RunFailed",
+    "StorageUnavailable",
     "StudyError",
     "UserError",
     "bad_input",
@@ -66,6 +68,13 @@ class RunFailed(StudyError):
     """A run that started failed; the message says what was kept and how to resume: exit 1."""
 
     exit_code: ClassVar[int] = 1
+
+
+class StorageUnavailable(RunFailed):
+    """The study's database stayed unreachable past ``study.reconnect_timeout``: exit 1.
+
+    The message names the server (password hidden), how long it tried and the fix.
+    """
 
 
 @contextlib.contextmanager

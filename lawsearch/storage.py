@@ -4,7 +4,8 @@ The CLI and the Python API share these:
 
 * ``open_storage(location)``: a journal file (the embedded default; several local
   processes may share it) or a PostgreSQL URL (heartbeats on, so a dead
-  worker's trials go stale and are failed and retried).
+  worker's trials go stale and are failed and retried; a server restart is
+  ridden out: ``lawsearch._reconnect``).
 * ``worker_lock(run_dir)``: a journal file has no heartbeat, so a process proves
   it is alive by holding ``<run_dir>/workers/<host>-<pid>.lock`` (an ``flock``
   the kernel drops when the process dies, however it dies).
@@ -19,7 +20,7 @@ import errno
 import os
 import socket
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
+from lawsearch._errors import StorageUnavailable
 from lawsearch.optuna import _attrs
 from lawsearch.optuna import _compat as compat
 
@@ -35,6 +37,7 @@ __all__ = [
     "HEARTBEAT_INTERVAL",
     "LOCKS",
     "StorageError",
+    "StorageUnavailable",
     "is_journal",
     "live_workers",
     "open_storage",
@@ -63,6 +66,8 @@ def open_storage(
     grace_period: int = HEARTBEAT_GRACE,
     max_retry: int = 2,
     hint: str = "",
+    reconnect_timeout: float = 120.0,
+    on_event: Callable[[str], None] | None = None,
 ) -> BaseStorage:
     """An Optuna storage: a journal file path (created) or a ``postgresql://`` URL.
 
@@ -74,9 +79,14 @@ def open_storage(
         max_retry: PostgreSQL: how many times a stale trial is re-queued (from its
             last checkpoint: ``lawsearch.search._faults.RetryStale``).
         hint: appended to the error of a missing journal (e.g. the command that makes it).
+        reconnect_timeout: PostgreSQL: seconds a call keeps reconnecting (with backoff)
+            after the server went away, before ``StorageUnavailable``
+            (``lawsearch._reconnect.ReconnectingRDBStorage``).
+        on_event: PostgreSQL: receives one line per lost or restored connection.
 
     Raises:
-        StorageError: naming ``study.storage``, the reason and the fix.
+        StorageError: naming ``study.storage``, the reason and the fix (also when the
+            server does not answer now: a worker starts only against a live database).
     """
     text = str(location)
     if "://" not in text:
@@ -97,13 +107,19 @@ def open_storage(
 
         # a stale trial resumes from its last checkpoint (Optuna's own callback restarts it)
         retry = RetryStale(max_retry)
+        beats: dict[str, Any] = {
+            "heartbeat_interval": heartbeat_interval,
+            "grace_period": grace_period,
+            "heartbeat_stale_trial_callback": retry,
+        }
         try:
-            return optuna.storages.RDBStorage(
-                text,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=retry,
-            )
+            if text.startswith("postgresql"):
+                from lawsearch._reconnect import ReconnectingRDBStorage
+
+                return ReconnectingRDBStorage(
+                    text, reconnect_timeout=reconnect_timeout, on_event=on_event, **beats
+                )
+            return optuna.storages.RDBStorage(text, **beats)
         except (sqlalchemy.exc.SQLAlchemyError, ImportError) as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             if "import DB access module" in reason:

@@ -65,12 +65,15 @@ OnStart = Callable[[int, int, int], None]
 OnReport = Callable[[int, int, float, float], None]
 
 
-def open_study_storage(cfg: StudyConfig, *, must_exist: bool = False) -> Any:
+def open_study_storage(
+    cfg: StudyConfig, *, must_exist: bool = False, on_event: Callable[[str], None] | None = None
+) -> Any:
     """The study's storage: its journal file (created) or its PostgreSQL database.
 
     Args:
         cfg: the study.
         must_exist: refuse to create a journal file (for ``lawsearch report``).
+        on_event: PostgreSQL: receives one line per lost or restored connection.
     """
     return open_storage(
         cfg.study.storage,
@@ -78,6 +81,8 @@ def open_study_storage(cfg: StudyConfig, *, must_exist: bool = False) -> Any:
         heartbeat_interval=cfg.study.heartbeat_interval,
         grace_period=cfg.study.grace_period,
         max_retry=cfg.search.max_retries,
+        reconnect_timeout=cfg.study.reconnect_timeout,
+        on_event=on_event,
         hint=f"run `lawsearch run {cfg.source or 'STUDY'}` first (or set `study.storage` to "
         "where it ran)",
     )

@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "search": 4,
     "config": 4,
     "storage": 4,
+    "_reconnect": 4,
     "study": 4,
     "preflight": 4,
     "report": 5,

@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from lawsearch._errors import RunFailed, UserError, bad_input
 
-__all__ = ["RunFailed", "UserError", "add_study_arguments", "bad_input", "main"]
+__all__ = ["RunFailed", "UserError", "add_study_arguments", "bad_input", "exit_code", "main"]
 
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -65,16 +65,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     module = importlib.import_module(args._module)
+    return exit_code(args.command, lambda: module.run(args))
+
+
+def exit_code(command: str, call: Callable[[], int]) -> int:
+    """``call()``'s exit code; lawsearch's errors become theirs, with one line on stderr."""
     try:
-        return int(module.run(args))
+        return int(call())
     except UserError as exc:
-        print(f"lawsearch {args.command}: error: {exc}", file=sys.stderr)
+        print(f"lawsearch {command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except RunFailed as exc:
-        print(f"lawsearch {args.command}: failed: {exc}", file=sys.stderr)
+        print(f"lawsearch {command}: failed: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"lawsearch {args.command}: interrupted", file=sys.stderr)
+        print(f"lawsearch {command}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -237,6 +237,11 @@ def _validate_heartbeat(cfg: StudyConfig) -> None:
             f"`study.heartbeat_interval` ({st.heartbeat_interval} s), or live trials are "
             "failed as stale; raise it (3 x the interval is a safe choice)."
         )
+    if not st.reconnect_timeout > 0:
+        raise ValueError(
+            f"`study.reconnect_timeout` must be > 0 seconds; got {st.reconnect_timeout}. It is "
+            "how long a worker keeps reconnecting to a restarting database (default 120)."
+        )
 
 
 def _validate_search(cfg: StudyConfig) -> None:

@@ -53,6 +53,9 @@ class StudySection:
             worker fails the trial (its worker died) and retries it from its last
             checkpoint. Longer than ``heartbeat_interval``; a trial's checkpoint or
             evaluation must not block its process that long.
+        reconnect_timeout: PostgreSQL: seconds a worker keeps reconnecting (backoff
+            0.5, 1, 2, 4, 8, 8, ... s) after the server went away (a restart), before
+            it stops with exit 1 and a message; nothing it wrote is lost or repeated.
     """
 
     name: str
@@ -61,6 +64,7 @@ class StudySection:
     storage: str = ""
     heartbeat_interval: int = 60
     grace_period: int = 180
+    reconnect_timeout: float = 120.0
 
     @property
     def is_journal(self) -> bool:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from lawsearch._errors import RunFailed, bad_input
+from lawsearch._errors import RunFailed, StorageUnavailable, bad_input
 from lawsearch.runner._progress import Progress
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ def _run(cfg: StudyConfig, *, worker: bool, progress: bool, trainer: Any, log: T
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no INFO line per trial in the log
     try:
         with bad_input():
-            storage = wiring.open_study_storage(cfg)
+            storage = wiring.open_study_storage(cfg, on_event=_say(log))
         with worker_lock(cfg.run_dir) as alone:
             with bad_input():
                 study = optuna.create_study(
@@ -240,8 +240,8 @@ def _search(
         # every process stays until each lineage is ranked: it claims continuations,
         # and fails and retries the trials of workers that died
         result = search.run(study, recover=recover, owner=worker_name())
-    except (KeyboardInterrupt, SystemExit):
-        raise
+    except (KeyboardInterrupt, SystemExit, StorageUnavailable):
+        raise  # the storage's own message says what is kept and the fix; it cannot be read now
     except Exception as exc:
         raise _failed(cfg, study, exc) from exc
     finally:
@@ -287,6 +287,15 @@ def _failed(cfg: StudyConfig, study: Any, exc: Exception) -> RunFailed:
         f"in {where} (checkpoints under {cfg.checkpoint_dir}); fix the cause and run "
         f"`lawsearch run {cfg.source or 'STUDY'}` again to resume from them."
     )
+
+
+def _say(log: TextIO) -> Any:
+    """``on_event(line)``: a storage event (connection lost or back) as one line on ``log``."""
+
+    def say(line: str) -> None:
+        print(f"lawsearch: {line}", file=log, flush=True)
+
+    return say
 
 
 def _recovery(cfg: StudyConfig, log: TextIO) -> Any:

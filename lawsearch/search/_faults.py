@@ -31,6 +31,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from lawsearch._errors import StorageUnavailable
 from lawsearch.optuna import _attrs
 from lawsearch.optuna import _compat as compat
 from lawsearch.train._protocol import smaller_micro_batch
@@ -46,6 +47,7 @@ __all__ = [
     "fail_and_retry",
     "fail_stale",
     "fail_trial",
+    "finished_elsewhere",
     "is_candidate",
     "is_out_of_memory",
     "is_surplus",
@@ -266,7 +268,10 @@ def fail_trial(
     A divergence is not retried; an out-of-memory error (with ``oom_retry`` and a known
     micro-batch) is retried at the next smaller micro-batch, or not at all at 1; any
     other error is retried while ``max_retries`` last (see the module docstring).
+    ``StorageUnavailable`` is raised again: without the storage nothing can be failed.
     """
+    if isinstance(error, StorageUnavailable):
+        raise error
     frozen = compat.trial_now(study, trial)
     values, a = frozen.intermediate_values, frozen.user_attrs
     trained = max(values) - resume_step if values else 0
@@ -301,6 +306,20 @@ def fail_trial(
     trial.set_user_attr(_attrs.ERROR, text)
     frozen = compat.trial_now(study, trial)
     fail_and_retry(study, frozen, max_retries=max_retries, set_attrs=smaller)
+
+
+def finished_elsewhere(study: optuna.Study, trial: Trial, error: BaseException) -> bool:
+    """Whether ``error`` came from writing to ``trial`` after another worker finished it.
+
+    A worker cut off from the storage longer than the grace period finds, once it
+    is back, its trial FAIL (a peer took it for dead and queued its retry from the
+    last checkpoint): Optuna refuses the write (``UpdateFinishedTrialError``, or
+    ``ValueError`` from ``tell``). The lineage goes on in the retry; this worker
+    moves on to its next work item instead of stopping.
+    """
+    if not isinstance(error, optuna.exceptions.UpdateFinishedTrialError | ValueError):
+        return False
+    return compat.trial_now(study, trial).state != TrialState.RUNNING
 
 
 def fail_stale(study: optuna.Study, *, max_retries: int) -> list[int]:

@@ -66,6 +66,7 @@ from lawsearch.search._faults import (
     claim_is_unique,
     fail_stale,
     fail_trial,
+    finished_elsewhere,
     is_candidate,
     is_surplus,
     needs_claim,
@@ -331,7 +332,11 @@ class RetrievalRerank:
                     continue
             elif is_surplus(study, frozen, self.n_candidates):
                 continue
-            self._run_trial(study, trial, frozen, owner)
+            try:
+                self._run_trial(study, trial, frozen, owner)
+            except Exception as exc:
+                if not finished_elsewhere(study, trial, exc):
+                    raise
             self._promote(study)
             self._retain(study)
 
