@@ -370,11 +370,13 @@ class ReconnectingRDBStorage(RDBStorage):
             return []
 
         def attempt() -> list[int]:
+            stale = list(RDBStorage._get_stale_trial_ids(self, study_id))
+            if not stale:
+                return stale  # the common case: no extra round trip
             with _create_scoped_session(self.scoped_session) as session:
                 uptime = float(session.execute(_UPTIME).scalar_one())
-            if uptime < quiet:
-                return []  # the server just started: live workers may not have beaten yet
-            return list(RDBStorage._get_stale_trial_ids(self, study_id))
+            # the server just started: live workers may not have beaten yet
+            return [] if uptime < quiet else stale
 
         return self._call(attempt)
 

@@ -136,10 +136,12 @@ def test_a_restart_mid_call_is_ridden_out(server: PrivateServer, database: str) 
         # the server goes down with a connection in the pool ("terminating connection due to
         # administrator command"), stays down 2 s, and comes back
         server.stop()
-        back = _later(2.0, server.start)
+        ready: list[float] = []
+        back = _later(2.0, lambda: (server.start(), ready.append(time.monotonic())))
         start = time.monotonic()
         trials = study.get_trials(deepcopy=False)  # fails, waits, reconnects
-        seconds = time.monotonic() - start
+        end = time.monotonic()
+        seconds = end - start
         back.join()
         assert len(trials) == 4
         (outage,) = storage.outages
@@ -147,12 +149,14 @@ def test_a_restart_mid_call_is_ridden_out(server: PrivateServer, database: str) 
         assert 2.0 <= seconds < 2.0 + 8.0 + 5.0
         assert events[0].startswith(f"lost the connection to {server.url(database)} (")
         assert events[1].startswith(f"reconnected to {server.url(database)} after ")
+        print("events:", *events, sep="\n  ")
         print(
             "restart mid-call:",
             json.dumps(
                 {
-                    "server_down_s": 2.0,
+                    "server_down_s": round(ready[0] - start, 2),
                     "call_s": round(seconds, 2),
+                    "after_server_ready_s": round(end - ready[0], 2),
                     "outage_s": round(outage.seconds, 2),
                     "failed_tries": outage.failed_tries,
                 }
@@ -199,6 +203,7 @@ def test_a_server_that_stays_down_ends_the_call_with_a_clear_message(
         server.ensure_running()
         _close(storage)
     text = str(caught.value)
+    print(f"server stays down: StorageUnavailable after {seconds:.2f} s: {text}")
     assert 3.0 <= seconds < 3.0 + 2.0, seconds
     assert "s3cret" not in text and redacted(url) in text and ":***@" in text
     assert "could not reconnect for 3 s" in text

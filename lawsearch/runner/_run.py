@@ -280,8 +280,10 @@ def _failed(cfg: StudyConfig, study: Any, exc: Exception) -> RunFailed:
     """What the user needs after a run stopped on an error: the cause, what is kept, the fix."""
     from optuna.trial import TrialState
 
+    from lawsearch._reconnect import redacted
+
     kept = sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
-    where = cfg.study.storage
+    where = cfg.study.storage if cfg.study.is_journal else redacted(cfg.study.storage)
     return RunFailed(
         f"{type(exc).__name__}: {exc}\n{kept} finished trial(s) of study {cfg.name!r} are kept "
         f"in {where} (checkpoints under {cfg.checkpoint_dir}); fix the cause and run "

@@ -222,6 +222,12 @@ CASES = [
         raw_study(lambda t: t.replace("seed = 3", 'seed = "three"')),
     ),
     Case(
+        "reconnect-timeout",
+        "zero reconnect timeout (how long a worker waits for a restarting database)",
+        "`study.reconnect_timeout` must be > 0 seconds; got 0.0",
+        raw_study(lambda t: t.replace("seed = 3", "seed = 3\nreconnect_timeout = 0")),
+    ),
+    Case(
         "mixture-bounds",
         "mixture bounds that cannot sum to 1",
         "`domains.*.high`: the upper bounds sum to 0.6 < 1, so no mixture can meet them; raise",
