@@ -124,6 +124,7 @@ def _later(seconds: float, action: Any) -> threading.Thread:
     return thread
 
 
+@pytest.mark.postgres
 def test_a_restart_mid_call_is_ridden_out(server: PrivateServer, database: str) -> None:
     events: list[str] = []
     storage = _storage(server.url(database), events, reconnect_timeout=60)
@@ -133,8 +134,8 @@ def test_a_restart_mid_call_is_ridden_out(server: PrivateServer, database: str) 
             study.add_trial(optuna.trial.create_trial(value=float(x)))
         running = compat.ask(study)
         storage.record_heartbeat(compat.trial_id(running))
-        # the server goes down with a connection in the pool ("terminating connection due to
-        # administrator command"), stays down 2 s, and comes back
+        # the server goes down (ending the pooled connection: the ping before its reuse finds
+        # it dead, and new connections are refused), stays down 2 s, and comes back
         server.stop()
         ready: list[float] = []
         back = _later(2.0, lambda: (server.start(), ready.append(time.monotonic())))
@@ -187,6 +188,7 @@ def test_a_restart_mid_call_is_ridden_out(server: PrivateServer, database: str) 
         _close(storage)
 
 
+@pytest.mark.postgres
 def test_a_server_that_stays_down_ends_the_call_with_a_clear_message(
     server: PrivateServer, database: str
 ) -> None:
@@ -253,6 +255,7 @@ def _open(study_file: Path, tmp_path: Path) -> tuple[Any, optuna.Study]:
     return cfg, optuna.create_study(study_name=cfg.name, storage=storage, load_if_exists=True)
 
 
+@pytest.mark.postgres
 def test_a_worker_exits_1_with_the_message_when_the_server_stays_down(
     server: PrivateServer, database: str, tmp_path: Path
 ) -> None:
@@ -277,6 +280,7 @@ def test_a_worker_exits_1_with_the_message_when_the_server_stays_down(
     assert "raise `study.reconnect_timeout` (now 3 s)" in out, out
 
 
+@pytest.mark.postgres
 def test_a_lost_commit_is_not_repeated(server: PrivateServer, database: str) -> None:
     proxy = CommitDropper(server.port)
     url = proxy.url(database)
@@ -411,6 +415,7 @@ def _two_workers(tmp_path: Path, url: str, server: PrivateServer | None) -> dict
 
 
 @pytest.mark.slow
+@pytest.mark.postgres
 def test_two_workers_finish_the_study_across_a_restart(
     server: PrivateServer, tmp_path: Path
 ) -> None:
