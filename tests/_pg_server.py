@@ -172,11 +172,11 @@ class CommitDropper:
                 if cut is None:
                     dst.sendall(data)
                     continue
+                self.dropped += 1  # counted first: the client may see the cut any moment now
                 frozen.set()
                 if cut:
                     dst.sendall(data)
                     time.sleep(0.3)  # the server commits; its answer never travels back
-                self.dropped += 1
                 for s in (src, dst):
                     with contextlib.suppress(OSError):
                         s.shutdown(socket.SHUT_RDWR)
@@ -185,5 +185,6 @@ class CommitDropper:
         except OSError:
             pass
         finally:
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_RDWR)
+            if not frozen.is_set():  # a cut connection is closed by the thread that cut it
+                with contextlib.suppress(OSError):
+                    dst.shutdown(socket.SHUT_RDWR)

@@ -175,15 +175,15 @@ def test_a_restart_mid_call_is_ridden_out(server: PrivateServer, database: str) 
         # restart it is not stale, for this process nor for one that never saw the outage
         time.sleep(3.5)  # past the grace period since its last beat
         peer = _storage(server.url(database), [])
+        plain = _plain(server.url(database), heartbeat_interval=1, grace_period=3)
         try:
             assert storage._get_stale_trial_ids(compat.study_id(study)) == []
             assert peer._get_stale_trial_ids(compat.study_id(study)) == []
-            plain = _plain(server.url(database), heartbeat_interval=1, grace_period=3)
             # plain Optuna would fail it as stale now
             assert plain._get_stale_trial_ids(compat.study_id(study)) == [compat.trial_id(running)]
-            _close(plain)
         finally:
             _close(peer)
+            _close(plain)
     finally:
         _close(storage)
 
@@ -288,12 +288,14 @@ def test_a_lost_commit_is_not_repeated(server: PrivateServer, database: str) -> 
     try:
         # plain Optuna retries the trial creation whose commit answer was lost: a duplicate
         plain = _plain(url)
-        sid = plain.create_new_study(minimize, "plain")
-        proxy.arm(after_server=True)
-        plain.create_new_trial(sid)
-        assert proxy.dropped == 1
-        assert [t.number for t in plain.get_all_trials(sid)] == [0, 1]  # one call, two trials
-        _close(plain)
+        try:
+            sid = plain.create_new_study(minimize, "plain")
+            proxy.arm(after_server=True)
+            plain.create_new_trial(sid)
+            assert proxy.dropped == 1
+            assert [t.number for t in plain.get_all_trials(sid)] == [0, 1]  # 1 call, 2 trials
+        finally:
+            _close(plain)
 
         events: list[str] = []
         storage = _storage(url, events)

@@ -25,7 +25,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import optuna
@@ -55,6 +55,7 @@ __all__ = [
     "record_checkpoint",
     "requeue",
     "retry_of",
+    "unless_finished_elsewhere",
     "with_micro_batch",
 ]
 
@@ -320,6 +321,20 @@ def finished_elsewhere(study: optuna.Study, trial: Trial, error: BaseException) 
     if not isinstance(error, optuna.exceptions.UpdateFinishedTrialError | ValueError):
         return False
     return compat.trial_now(study, trial).state != TrialState.RUNNING
+
+
+def unless_finished_elsewhere(
+    study: optuna.Study, trial: Trial, run: Callable[..., Any], *args: Any
+) -> None:
+    """``run(study, trial, *args)`` (it trains ``trial``); done if a peer finished the trial.
+
+    See ``finished_elsewhere``: the worker then moves on to its next work item.
+    """
+    try:
+        run(study, trial, *args)
+    except Exception as exc:
+        if not finished_elsewhere(study, trial, exc):
+            raise
 
 
 def fail_stale(study: optuna.Study, *, max_retries: int) -> list[int]:

@@ -66,11 +66,11 @@ from lawsearch.search._faults import (
     claim_is_unique,
     fail_stale,
     fail_trial,
-    finished_elsewhere,
     is_candidate,
     is_surplus,
     needs_claim,
     retry_of,
+    unless_finished_elsewhere,
 )
 from lawsearch.search._objective import Objective, trainer_objective
 from lawsearch.search._propose import ScheduleProposer
@@ -332,11 +332,7 @@ class RetrievalRerank:
                     continue
             elif is_surplus(study, frozen, self.n_candidates):
                 continue
-            try:
-                self._run_trial(study, trial, frozen, owner)
-            except Exception as exc:
-                if not finished_elsewhere(study, trial, exc):
-                    raise
+            unless_finished_elsewhere(study, trial, self._run_trial, frozen, owner)
             self._promote(study)
             self._retain(study)
 
