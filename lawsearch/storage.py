@@ -121,7 +121,10 @@ def open_storage(
                 )
             return optuna.storages.RDBStorage(text, **beats)
         except (sqlalchemy.exc.SQLAlchemyError, ImportError) as exc:
+            from lawsearch._reconnect import redacted
+
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            text = redacted(text)  # a message may end up in a shared log: no password
             if "import DB access module" in reason:
                 # Optuna wraps the driver's ImportError: name the package to install
                 raise StorageError(

@@ -430,3 +430,14 @@ def test_two_workers_finish_the_study_across_a_restart(
                 folder, server.url(name), server if restart else None
             )
     print("two workers:", json.dumps(numbers))
+
+
+def test_a_storage_that_cannot_be_opened_names_the_url_without_its_password() -> None:
+    """Port 1 refuses at once: the message (exit 2 at the CLI) hides the password."""
+    pytest.importorskip("psycopg")
+    from lawsearch.storage import StorageError, open_storage
+
+    with pytest.raises(StorageError) as err:
+        open_storage("postgresql://postgres:s3cret@127.0.0.1:1/none")
+    assert "s3cret" not in str(err.value)
+    assert "postgresql://postgres:***@127.0.0.1:1/none" in str(err.value)
