@@ -273,7 +273,9 @@ class _DropFeatures:
         lr = track.lr
         last = min(int(np.floor(steps.max())), lr.size - 1) if steps.size else 0
         dec = lr[:last] - lr[1 : last + 1]  # dec[k-1] = eta_{k-1} - eta_k, k = 1..last
-        ks = np.flatnonzero(dec > 0) + 1
+        # a decrease below _TINY of the peak adds nothing the fit can see, and one far
+        # below the running sum's resolution would make a block of zero mass (0 / 0)
+        ks = np.flatnonzero(dec > _TINY * float(lr.max())) + 1
         if ks.size == 0:
             empty = np.zeros(0)
             return cls(s1, np.zeros(0, dtype=np.intp), empty, empty, empty)

@@ -107,6 +107,21 @@ def test_lr_increases_are_ignored() -> None:
     assert pred[0] == pytest.approx(2.8 + 0.6 * s1**-0.5, rel=1e-12)
 
 
+def test_a_decrease_below_the_running_sums_resolution_is_not_a_zero_mass_block() -> None:
+    """A large drop then one of 3e-20 (a piecewise schedule's knots can differ by that):
+    the tiny one used to be a block of zero drop mass, 0 / 0 and a NaN prediction."""
+    theta = np.array([2.8, 0.6, 0.5, 0.0, 500.0, 0.5, 0.6, 0.6])
+    lr = np.full(241, 3e-3)
+    lr[100:] = 1e-4
+    lr[150:] = 1e-4 - 3e-20
+    assert lr[149] > lr[150]
+    with np.errstate(all="raise"):
+        pred = MultiPowerLaw().predict_from(theta, np.arange(1.0, 241.0), LRTrack(lr))
+    lr[150:] = 1e-4
+    same = MultiPowerLaw().predict_from(theta, np.arange(1.0, 241.0), LRTrack(lr))
+    np.testing.assert_allclose(pred, same, rtol=1e-12)
+
+
 def test_registry_and_option_validation() -> None:
     assert isinstance(get_law("multipower"), MultiPowerLaw)
     with pytest.raises(ValueError, match="`max_blocks` must be a positive integer"):
