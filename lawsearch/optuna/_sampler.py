@@ -237,6 +237,11 @@ class LawSampler(PicklableLock, BaseSampler):
         estimate; it counts as worse than the worst one (the worst plus one spread
         of the estimates), so retrieval learns to avoid its region. Diverged
         lineages are imputed only once some lineage has an estimate.
+
+        A lineage that trained a law-proposed schedule (``lawsearch:proposed_schedule``,
+        which its continuations inherit) is left out: it carries its source's
+        parameters but not their schedule, so its estimate would be credited to (or
+        its divergence blamed on) a point of the space it did not train.
         """
         sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
         best: dict[int, tuple[int, FloatArray, float, float]] = {}
@@ -367,6 +372,8 @@ def _row(trial: FrozenTrial, joint: JointSpace) -> _Row:
     """What ``LawSampler.history`` needs of one finished trial."""
     root = int(trial.user_attrs.get(_attrs.ROOT, trial.number))
     depth = int(trial.user_attrs.get(_attrs.RUNG, 0))
+    if _attrs.PROPOSED_SCHEDULE in trial.user_attrs:  # its params are not what it trained
+        return root, depth, None, None, False
     if trial.user_attrs.get(_attrs.DIVERGED):
         u = joint.from_params(trial.params)
         return root, depth, u, None, u is not None

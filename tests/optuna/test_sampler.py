@@ -344,6 +344,26 @@ def test_a_diverged_lineage_counts_as_worse_than_the_worst_estimate() -> None:
     assert np.all(np.isfinite(sd)) and np.all(sd > 0)
 
 
+def test_a_law_proposed_schedule_is_not_credited_to_its_sources_parameters() -> None:
+    """A law-proposed candidate stores its source's parameters but trains another schedule:
+    neither its estimate nor its divergence, nor those of its continuations, enter the
+    history under the source's point."""
+    sampler = LawSampler(seed=0)
+    study, add = _stick_study()
+    spec = {"family": "piecewise"}
+    add(0.2, TrialState.COMPLETE, 2.5)
+    add(0.2, TrialState.COMPLETE, 2.1, **{attrs.PROPOSED_SCHEDULE: spec, attrs.ROOT: 30})
+    add(
+        0.2,
+        TrialState.COMPLETE,
+        2.0,
+        **{attrs.PROPOSED_SCHEDULE: spec, attrs.ROOT: 30, attrs.RUNG: 1},
+    )
+    add(0.6, TrialState.FAIL, None, **{attrs.PROPOSED_SCHEDULE: spec, attrs.DIVERGED: 1.0})
+    x, y, _ = sampler.history(study, sampler.space(study))
+    assert sorted(y.tolist()) == [2.5, 3.0] and x.shape[0] == 2
+
+
 def test_explore_fraction_interleaves_sobol_points_with_retrieval() -> None:
     """At explore_fraction=0.5 every other candidate after start-up is the Sobol sequence's
     next point (the one a start-up proposal with that index would take)."""
