@@ -17,6 +17,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy
+
 from lawsearch.optuna._kinds import ValueKind, human_tokens, value_kind
 from lawsearch.report._collect import Decision, Lineage, StudyReport
 
@@ -329,14 +331,30 @@ def dashboard_command(storage: str, artifact_dir: str | Path | None = None) -> s
     It names the executable by its full path next to this Python (a virtual
     environment's ``bin/`` is not on a fresh shell's ``PATH``) and a journal
     file and the artifact folder by absolute paths. optuna-dashboard 0.21 takes
-    a journal file path as is and a PostgreSQL URL as an RDB URL.
+    a journal file path as is and a PostgreSQL URL as an RDB URL. A URL's password
+    is left out (the line goes to logs and terminals a cluster shares); the
+    command then ends with a shell comment saying where libpq reads it from.
     """
     exe = Path(sys.executable).parent / "optuna-dashboard"  # not resolved: the venv's bin/
     cmd = shlex.quote(str(exe)) if exe.is_file() else "optuna-dashboard"
-    target = str(storage)
-    if "://" not in target:
-        target = str(Path(target).absolute())
+    target, hidden = _without_password(str(storage))
     cmd += f" {shlex.quote(target)}"
     if artifact_dir is not None and Path(artifact_dir).is_dir():
         cmd += f" --artifact-dir {shlex.quote(str(Path(artifact_dir).absolute()))}"
+    if hidden:
+        cmd += "  # password left out: set PGPASSWORD or use ~/.pgpass"
     return cmd
+
+
+def _without_password(storage: str) -> tuple[str, bool]:
+    """A journal path made absolute, or an RDB URL without its password (and whether it had one)."""
+    if "://" not in storage:
+        return str(Path(storage).absolute()), False
+    try:
+        url = sqlalchemy.engine.make_url(storage)
+    except sqlalchemy.exc.ArgumentError:
+        return storage, False
+    if url.password is None:
+        return storage, False
+    # URL.set() reads None as "unchanged"; the URL is a named tuple
+    return url._replace(password=None).render_as_string(hide_password=False), True

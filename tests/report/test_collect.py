@@ -137,3 +137,11 @@ def test_dashboard_command_works_from_any_shell(tmp_path: Path) -> None:
     assert dashboard_command("j.log", art).endswith(
         f"{Path('j.log').absolute()} --artifact-dir {art}"
     )
+
+
+def test_dashboard_command_leaves_the_password_out() -> None:
+    """The line goes to shared logs: no password, and a note on where libpq finds it."""
+    cmd = dashboard_command("postgresql://user:s3cret@db.example:5432/study?sslmode=require")
+    assert "s3cret" not in cmd and "***" not in cmd
+    assert " 'postgresql://user@db.example:5432/study?sslmode=require'  # " in cmd
+    assert cmd.endswith("# password left out: set PGPASSWORD or use ~/.pgpass")
