@@ -532,6 +532,7 @@ def _latency(root: str, name: str, storage: str, probes: int, out: str) -> None:
         load_if_exists=True,
     )
     rung_calls: list[float] = []
+    between_calls: list[float] = []  # reports inside a rung: no fit, a cached decision
     pruner = study.pruner
     for _ in range(probes):
         trial = compat.ask(study)
@@ -553,8 +554,8 @@ def _latency(root: str, name: str, storage: str, probes: int, out: str) -> None:
             reported.append(int(step))
             before = len(probe.calls["prune"])
             stop = trial.should_prune()
-            if _is_rung_step(pruner, reported):
-                rung_calls.append(probe.calls["prune"][before][0])
+            took = probe.calls["prune"][before][0]
+            (rung_calls if _is_rung_step(pruner, reported) else between_calls).append(took)
             stopped[0] = stopped[0] or stop
             return bool(stop)
 
@@ -564,7 +565,11 @@ def _latency(root: str, name: str, storage: str, probes: int, out: str) -> None:
             study.tell(trial, state=TrialState.PRUNED)
         else:
             study.tell(trial, result.final_value)
-    payload = {"probe": probe.dump(), "rung_seconds": rung_calls}
+    payload = {
+        "probe": probe.dump(),
+        "rung_seconds": rung_calls,
+        "between_seconds": between_calls,
+    }
     probe.uninstall()
     Path(out).write_text(json.dumps(payload))
 
@@ -641,14 +646,15 @@ def _latency_row(got: Mapping[str, Any]) -> dict[str, Any]:
     series = {
         "prune": [s for s, _ in calls.get("prune", [])],
         "prune_rung": list(got["rung_seconds"]),
+        "prune_between": list(got.get("between_seconds", [])),
         "sample_relative": [s for s, _ in calls.get("sample_relative", [])],
         "sample_independent": [s for s, _ in calls.get("sample_independent", [])],
         "ask": [s for s, _ in calls.get("ask", [])],
     }
     for key, secs in series.items():
         ms = 1000.0 * np.asarray(secs, dtype=float)
-        if key == "prune_rung":
-            warm = ms  # the first rung call is the first prune call, reported below
+        if key in ("prune_rung", "prune_between"):
+            warm = ms  # the first prune call is reported in the "every report" row
         else:
             warm = ms[1:]
         row[f"{key}_calls"] = int(ms.size)
@@ -837,6 +843,7 @@ def report(
     for r in latency:
         for key, label in (
             ("prune", "LawPruner.prune (every report)"),
+            ("prune_between", "LawPruner.prune (reports between rungs: no fit)"),
             ("prune_rung", "LawPruner.prune (rung decisions: a fit)"),
             ("sample_relative", "LawSampler.sample_relative"),
             ("sample_independent", "LawSampler.sample_independent"),

@@ -79,6 +79,8 @@ def test_tiny_run_on_postgresql_drops_its_database(postgres_url: str, tmp_path: 
     assert {r["workers"] for r in payload["throughput"]} == {1, 2}
     (lat,) = payload["latency"]
     assert lat["trials"] == 40 and lat["prune_calls"] > 0 and lat["sample_relative_calls"] == 1
+    # every pruner call is either a rung decision (a fit) or a report between rungs
+    assert lat["prune_rung_calls"] + lat["prune_between_calls"] == lat["prune_calls"]
     calls = {r["call"]: r for r in payload["round_trips"]}
     assert calls["tell"]["round_trips_mean"] >= 1 and calls["should_prune"]["calls"] > 0
     engine = sqlalchemy.create_engine(postgres_url)
