@@ -708,13 +708,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--step-seconds", type=float, default=0.15, help="wall seconds per replayed step"
     )
-    parser.add_argument("--sizes", default="1000,10000", help="trials in the latency study")
+    parser.add_argument(
+        "--sizes", default="1000,10000", help='trials in the latency study ("": none)'
+    )
     parser.add_argument("--probes", type=int, default=10, help="new candidates timed per size")
     parser.add_argument("--postgres", default=POSTGRES, help="PostgreSQL server URL")
     parser.add_argument("--storages", default="postgresql,journal", help="storages to run")
     args = parser.parse_args(argv)
     counts = [int(x) for x in args.workers.split(",")]
-    sizes = [int(x) for x in args.sizes.split(",")]
+    sizes = [int(x) for x in args.sizes.split(",") if x]  # "": no latency study
     candidates, step, probes = args.candidates, args.step_seconds, args.probes
     if args.tiny:
         counts, sizes, candidates, step, probes = [1, 2], [40], 4, 0.01, 1
