@@ -44,6 +44,7 @@ def test_tiny_run_reports_median_and_hindsight_policies(
             assert row[f"feasible_cut{family}"] == all(
                 o[f"cut{family}"]["met"] for o in row["orders"]
             )
+    assert (tmp_path / "median_ceiling.png").read_bytes()[:4] == b"\x89PNG"
     md = (tmp_path / "median_ceiling.md").read_text()
     assert "feasible on" in md and "feasible on" in capsys.readouterr().out
 
