@@ -322,6 +322,9 @@ def run_workers(
     first = min(t.datetime_start.timestamp() for t in finished if t.datetime_start)
     last_screen = max(t.datetime_complete.timestamp() for t in screens if t.datetime_complete)
     window = last_screen - first
+    # a screen trains up to its last report (a pruned one stops there): the work it did,
+    # which differs between runs whose samplers proposed (and pruner stopped) differently
+    screen_steps = sum(max(t.intermediate_values, default=0) for t in screens)
     steps = sum(w["steps"] for w in workers)
     busy = steps * step
     return {
@@ -334,6 +337,8 @@ def run_workers(
         "failed": sum(t.state == TrialState.FAIL for t in trials),
         "screen_seconds": window,
         "screen_trials_per_min": 60.0 * len(screens) / window,
+        "screen_steps": screen_steps,
+        "screen_steps_per_min": 60.0 * screen_steps / window,
         "wall_seconds": wall,
         "trials_per_min": 60.0 * len(finished) / wall,
         "steps_trained": steps,
@@ -798,12 +803,15 @@ def report(
 ) -> str:
     """The Markdown report: three tables and the targets."""
     screen = _speedups(rows, "screen_trials_per_min")
+    work = _speedups(rows, "screen_steps_per_min")
     whole = _speedups(rows, "trials_per_min")
     t1 = markdown_table(
         [
             "storage",
             "workers",
             "screening trials/min",
+            "speed-up",
+            "screening steps/min",
             "speed-up",
             "whole study trials/min",
             "speed-up",
@@ -817,6 +825,8 @@ def report(
                 r["workers"],
                 fmt(r["screen_trials_per_min"], ".1f"),
                 fmt(screen.get((r["storage"], r["workers"])), ".2f") + "x",
+                fmt(r.get("screen_steps_per_min"), ".0f"),
+                fmt(work.get((r["storage"], r["workers"])), ".2f") + "x",
                 fmt(r["trials_per_min"], ".1f"),
                 fmt(whole.get((r["storage"], r["workers"])), ".2f") + "x",
                 fmt(r["wall_seconds"], ".0f"),
@@ -881,6 +891,8 @@ def report(
             lines.append(
                 f"- PostgreSQL, {k} workers: x{got:.2f} the screening trials/min of 1 "
                 f"(target >= {goal}) — {'met' if got >= goal else 'NOT met'}"
+                f"; screening steps/min x{work[('postgresql', k)]:.2f} (the same work rate: "
+                "trials/min also counts how soon the pruner stopped them)"
                 f"; whole study x{whole[('postgresql', k)]:.2f}"
             )
     big = [r for r in latency if r["trials"] >= 10_000]

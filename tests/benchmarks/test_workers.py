@@ -57,6 +57,8 @@ def test_tiny_run_on_the_journal(tmp_path: Path, capsys) -> None:
     for r in rows:
         assert r["screened"] == 4 and r["trials"] >= 4  # every candidate, plus continuations
         assert r["screen_trials_per_min"] > 0 and 0 < r["training_share"] <= 1
+        # the screens' own steps: part of all steps trained (continuations add theirs)
+        assert 0 < r["screen_steps"] <= r["steps_trained"] and r["screen_steps_per_min"] > 0
     calls = {r["call"]: r for r in payload["round_trips"]}
     assert calls["report"]["round_trips_mean"] >= 1  # a report appends to the journal
     assert (
