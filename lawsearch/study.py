@@ -32,13 +32,9 @@ from lawsearch.optuna import _attrs as attrs
 from lawsearch.optuna import _compat as compat
 from lawsearch.optuna._positions import add_row
 from lawsearch.search import RetrievalRerank, sync_keep
-from lawsearch.search._faults import (
-    Diverged,
-    DivergenceCheck,
-    record_checkpoint,
-    with_micro_batch,
-)
-from lawsearch.search._propose import ScheduleProposer, apply_proposal
+from lawsearch.search._faults import Diverged, DivergenceCheck, record_checkpoint
+from lawsearch.search._objective import training_config
+from lawsearch.search._propose import ScheduleProposer
 from lawsearch.storage import open_storage
 from lawsearch.train._protocol import Trainer, takes_on_checkpoint
 
@@ -316,8 +312,7 @@ def build_search(
 
     def objective(trial: optuna.Trial, budget_steps: int, resume_from: str | None) -> str | None:
         suggested = suggest_config(cfg, trial, tokens_available=tokens_available)
-        # a law-proposed schedule replaces the one the source's parameters suggest
-        config = dict(with_micro_batch(trial, trainer, apply_proposal(trial, suggested)))
+        config = training_config(trial, trainer, suggested)
         frozen = compat.trial_now(trial.study, trial)
         start = int(frozen.user_attrs.get(attrs.RESUME_STEP, 0)) if resume_from else 0
         screening = budget_steps <= cfg.short_steps

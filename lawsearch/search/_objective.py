@@ -24,10 +24,20 @@ from lawsearch.search._faults import (
 from lawsearch.search._propose import apply_proposal
 from lawsearch.train._protocol import takes_on_checkpoint
 
-__all__ = ["Objective", "trainer_objective"]
+__all__ = ["Objective", "trainer_objective", "training_config"]
 
 #: ``objective(trial, budget_steps, resume_from) -> checkpoint`` (it calls ``trial.report``)
 Objective = Callable[[Trial, int, "str | None"], "str | None"]
+
+
+def training_config(trial: Trial, trainer: Any, suggested: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``trial`` trains: ``suggested`` with its law-proposed schedule and its micro-batch.
+
+    A law-proposed schedule (``apply_proposal``) replaces the one the source's
+    parameters suggest; a retry after an out-of-memory error trains at its smaller
+    micro-batch (``with_micro_batch``). Both are recorded in the trial's attrs.
+    """
+    return dict(with_micro_batch(trial, trainer, apply_proposal(trial, suggested)))
 
 
 def trainer_objective(trainer: Any, config: Any, prune: bool) -> Objective:
@@ -46,9 +56,7 @@ def trainer_objective(trainer: Any, config: Any, prune: bool) -> Objective:
 
         kw: dict[str, Any] = {"on_checkpoint": on_checkpoint} if extra else {}
         kw.update(budget_steps=budget_steps, resume_from=resume_from, report=report)
-        # a law-proposed schedule replaces the one the source's parameters suggest
-        cfg = apply_proposal(trial, config(trial))
-        res = trainer.train(with_micro_batch(trial, trainer, cfg), **kw)
+        res = trainer.train(training_config(trial, trainer, config(trial)), **kw)
         if diverged.why is not None:
             raise Diverged(diverged.why)
         if res.stopped:
