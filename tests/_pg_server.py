@@ -23,8 +23,26 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-__all__ = ["CommitDropper", "PrivateServer", "server_binaries"]
+__all__ = ["CommitDropper", "PrivateServer", "drop_database", "server_binaries"]
+
+
+def drop_database(admin: Any, name: str) -> None:
+    """Drop database ``name`` after ending its sessions (a killed worker's may linger).
+
+    ``admin``: a SQLAlchemy engine on another database of the server, in AUTOCOMMIT.
+    """
+    import sqlalchemy
+
+    with admin.connect() as conn:
+        conn.execute(
+            sqlalchemy.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
+            ),
+            {"n": name},
+        )
+        conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}"'))
 
 
 def server_binaries() -> Path | None:

@@ -42,7 +42,7 @@ from lawsearch.optuna import _attrs
 from lawsearch.optuna import _compat as compat
 from lawsearch.search import RetrievalRerank
 from lawsearch.search._faults import fail_and_retry, is_candidate
-from tests._pg_server import CommitDropper, PrivateServer, server_binaries
+from tests._pg_server import CommitDropper, PrivateServer, drop_database, server_binaries
 from tests.conftest import _missing
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -79,14 +79,7 @@ def _new_database(server: PrivateServer) -> Iterator[str]:
     finally:
         server.ensure_running()
         admin.dispose()  # its pooled connection may have died with a restart
-        with admin.connect() as conn:
-            conn.execute(
-                sqlalchemy.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
-                ),
-                {"n": name},
-            )
-            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        drop_database(admin, name)
         admin.dispose()
 
 

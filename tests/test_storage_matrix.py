@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,42 @@ def _close(storage: Any) -> None:
         storage.engine.dispose()
 
 
+def _round_trip(
+    kind: str,
+    name: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    write: Callable[[Any, str], None],
+) -> dict[str, Any]:
+    """``write(storage, name)`` on a fresh ``kind`` storage; the attrs a new reader sees.
+
+    On PostgreSQL (the shared test database) the study ``name`` is deleted before and
+    after; SQLite and the journal file live in ``tmp_path``.
+    """
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    def open_storage() -> Any:
+        if kind == "journal":
+            return JournalStorage(JournalFileBackend(str(tmp_path / "journal.log")))
+        if kind == "postgresql":
+            return optuna.storages.RDBStorage(request.getfixturevalue("postgres_url"))
+        return optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
+
+    storage = open_storage()
+    if name in optuna.study.get_all_study_names(storage):  # a run that died before its cleanup
+        optuna.delete_study(study_name=name, storage=storage)
+    reader = None
+    try:
+        write(storage, name)
+        reader = open_storage()  # a fresh storage object: nothing from the writer's cache
+        return _attrs_of(reader, name)
+    finally:
+        if kind == "postgresql":
+            optuna.delete_study(study_name=name, storage=storage)
+        _close(storage)
+        _close(reader)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", "journal", "postgresql"])
 def test_attrs_round_trip_on_every_storage(
@@ -128,35 +165,13 @@ def test_attrs_round_trip_on_every_storage(
 ) -> None:
     import dataclasses
 
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
     cfg, written = reference
-    name = cfg.name
-    if kind == "postgresql":
-        url = request.getfixturevalue("postgres_url")
-        name = "i_badinput_storage_matrix"
-    elif kind == "sqlite":
-        url = f"sqlite:///{tmp_path / 'study.db'}"
+    name = "i_badinput_storage_matrix" if kind == "postgresql" else cfg.name
 
-    def open_storage() -> Any:
-        if kind == "journal":
-            return JournalStorage(JournalFileBackend(str(tmp_path / "journal.log")))
-        return optuna.storages.RDBStorage(url)
+    def write(storage: Any, name: str) -> None:
+        _search(dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, name=name)), storage)
 
-    storage = open_storage()
-    if name in optuna.study.get_all_study_names(storage):  # a run that died before its cleanup
-        optuna.delete_study(study_name=name, storage=storage)
-    cfg = dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, name=name))
-    reader = None
-    try:
-        _search(cfg, storage)
-        reader = open_storage()  # a fresh storage object: nothing from the writer's cache
-        assert _attrs_of(reader, name) == written
-    finally:
-        if kind == "postgresql":
-            optuna.delete_study(study_name=name, storage=storage)
-        _close(storage)
-        _close(reader)
+    assert _round_trip(kind, name, tmp_path, request, write) == written
 
 
 def _proposing_search(storage: Any, name: str) -> None:
@@ -194,30 +209,5 @@ def test_a_proposal_writes_its_attrs_as_strict_json(proposal_reference: dict[str
 def test_proposal_attrs_round_trip_on_every_storage(
     kind: str, proposal_reference: dict[str, Any], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    name = "propose"
-    if kind == "postgresql":
-        url = request.getfixturevalue("postgres_url")
-        name = "i_sched_study_storage_matrix"
-    elif kind == "sqlite":
-        url = f"sqlite:///{tmp_path / 'study.db'}"
-
-    def open_storage() -> Any:
-        if kind == "journal":
-            return JournalStorage(JournalFileBackend(str(tmp_path / "journal.log")))
-        return optuna.storages.RDBStorage(url)
-
-    storage = open_storage()
-    if name in optuna.study.get_all_study_names(storage):  # a run that died before its cleanup
-        optuna.delete_study(study_name=name, storage=storage)
-    reader = None
-    try:
-        _proposing_search(storage, name)
-        reader = open_storage()
-        assert _attrs_of(reader, name) == proposal_reference
-    finally:
-        if kind == "postgresql":
-            optuna.delete_study(study_name=name, storage=storage)
-        _close(storage)
-        _close(reader)
+    name = "i_sched_study_storage_matrix" if kind == "postgresql" else "propose"
+    assert _round_trip(kind, name, tmp_path, request, _proposing_search) == proposal_reference

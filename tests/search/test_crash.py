@@ -31,6 +31,7 @@ from lawsearch.config import load_study
 from lawsearch.optuna import _attrs
 from lawsearch.search._faults import is_candidate
 from lawsearch.study import open_study_storage, planned_steps
+from tests._pg_server import drop_database
 
 ROOT = Path(__file__).resolve().parents[2]
 N_WORKERS = 4
@@ -220,14 +221,7 @@ def test_a_worker_killed_mid_trial_on_postgresql(tmp_path: Path, postgres_url: s
     try:
         _crash_run(tmp_path, url)
     finally:
-        with admin.connect() as conn:
-            conn.execute(
-                sqlalchemy.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
-                ),
-                {"n": name},
-            )
-            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        drop_database(admin, name)
         admin.dispose()
 
 

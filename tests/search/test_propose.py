@@ -28,19 +28,10 @@ from lawsearch.search._propose import ScheduleProposer, proposal_decision
 from lawsearch.study import plan_rungs
 from tests.cli.test_run import _write_study
 from tests.search._fake import FakeTrainer
+from tests.test_schedule_opt import TRUE  # the demo runs' Multi-Power Law constants
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-TRUE = {
-    "L0": 3.108,
-    "A": 0.447,
-    "alpha": 1.07,
-    "S_W": 0.148,
-    "B": 427.6,
-    "C": 9.96,
-    "beta": 0.34,
-    "gamma": 0.38,
-}
 T, SHORT = 240, 60
 _LAW = MultiPowerLaw()
 
