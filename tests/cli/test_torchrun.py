@@ -50,21 +50,22 @@ def _journal(tmp_path: Path) -> optuna.Study:
     )
 
 
-def test_run_under_torchrun_trains_every_trial_on_both_ranks(tmp_path: Path) -> None:
-    pytest.importorskip("transformers")
-    study = _study(tmp_path)
-    cmd = [
+def _torchrun_2(*args: str) -> list[str]:
+    """``torchrun --standalone --nproc_per_node=2 ARGS`` with this Python."""
+    return [
         sys.executable,
         "-m",
         "torch.distributed.run",
         "--standalone",
         "--nproc_per_node=2",
-        "-m",
-        "lawsearch.cli",
-        "run",
-        str(study),
-        "--quiet",
+        *args,
     ]
+
+
+def test_run_under_torchrun_trains_every_trial_on_both_ranks(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    study = _study(tmp_path)
+    cmd = _torchrun_2("-m", "lawsearch.cli", "run", str(study), "--quiet")
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert proc.stdout.count("| rank | trial | reached ") == 1  # only rank 0 prints the table
@@ -89,19 +90,10 @@ def test_out_of_memory_on_rank_0_stops_the_job_and_torchrun_restarts_it_at_half_
     extra = "checkpoint_every = 4\n"
     study = _study(tmp_path, candidates=2, batch=8, short=3072, full=6144, extra=extra)
     driver = Path(__file__).with_name("_ddp_oom.py")
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        # 2 restarts for the 2 out-of-memory errors and one to spare (without the
-        # per-attempt store prefix of setup_distributed, 2 of 3 runs here used 1-2
-        # restarts more on gloo connection failures)
-        "--max-restarts=3",
-        str(driver),
-        str(study),
-    ]
+    # 2 restarts for the 2 out-of-memory errors and one to spare (without the per-attempt
+    # store prefix of setup_distributed, 2 of 3 runs here used 1-2 restarts more on gloo
+    # connection failures)
+    cmd = _torchrun_2("--max-restarts=3", str(driver), str(study))
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     stops = proc.stderr.count("a trial failed on rank 0 of 2 data-parallel processes")
