@@ -42,7 +42,11 @@ RUNG_COLORS = ("#e67e22", "#c0392b", "#8e44ad", "#16a085")
 
 @dataclass(frozen=True)
 class Band:
-    """The path that ranked a lineage at one rung: the fit over its curve, extrapolated."""
+    """The path that ranked a lineage at one rung: the fit over its curve, extrapolated.
+
+    A lineage that finished no rung (pruned, running) has at most the pruner's latest
+    prediction: a one-point band at the full budget (the pruner stores no path).
+    """
 
     rung: int
     trial: int
@@ -169,6 +173,29 @@ def _band(report: StudyReport, d: Decision) -> Band | str:
     )
 
 
+def _pruner_band(report: StudyReport, lin: Lineage) -> Band | None:
+    """The prediction a lineage that finished no rung was last given by the pruner, if any."""
+    if lin.kind is None or not lin.kind.predicted or not math.isfinite(lin.predicted):
+        return None
+    target = report.tokens(report.full_steps)
+    lo = lin.predicted_lo if math.isfinite(lin.predicted_lo) else lin.predicted
+    hi = lin.predicted_hi if math.isfinite(lin.predicted_hi) else lin.predicted
+    return Band(
+        rung=0,
+        trial=lin.trials[-1],
+        ranked_by=lin.ranked_by,
+        made_at=report.tokens(lin.reached_step),
+        x=(target,),
+        mean=(lin.predicted,),
+        lo=(lo,),
+        hi=(hi,),
+        value=lin.predicted,
+        value_lo=lo,
+        value_hi=hi,
+        reaches_target=True,
+    )
+
+
 def curve_panels(report: StudyReport, top: int = 12) -> list[Panel]:
     """One panel per lineage (the best ``top``): curve, each rung's path and estimate."""
     panels = []
@@ -190,7 +217,16 @@ def curve_panels(report: StudyReport, top: int = 12) -> list[Panel]:
                     f"beyond {human(got.x[-1])} tok; its estimate {got.value:.4f} is drawn alone"
                 )
         if not lin.decisions:
-            missing.append(f"no rung finished ({lin.state.lower()}): nothing was extrapolated")
+            stopped = _pruner_band(report, lin)
+            if stopped is None:
+                missing.append(f"no rung finished ({lin.state.lower()}): nothing was extrapolated")
+            else:
+                bands.append(stopped)
+                missing.append(
+                    f"{lin.state.lower()} at {human(stopped.made_at)} tok, before a rung "
+                    "finished: the pruner's latest prediction (square) is drawn alone; it "
+                    "stores no path"
+                )
         verdict_short = ranked_by_text(report, lin)
         panels.append(
             Panel(

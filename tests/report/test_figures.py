@@ -116,3 +116,52 @@ def test_html_page_is_self_contained_with_the_same_views(report: Any, tmp_path: 
     cuts = sections["Each cut: the ranked candidates and who was kept"][0]
     assert sum(len(tr.x) for tr in cuts.data) == sum(len(c["candidates"]) for c in report.cuts)
     assert len(cuts.layout.shapes) == len(report.cuts)  # the cut lines
+
+
+def test_curves_draw_the_pruners_prediction_for_a_candidate_it_stopped(
+    searched: tuple[Any, Any, str],
+) -> None:
+    """A pruned candidate finished no rung; its panel shows the prediction that stopped it
+    (the square with its interval at the full budget), and says the pruner stores no path."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from lawsearch.optuna import _compat as compat
+    from lawsearch.optuna import attrs
+
+    study, cfg, _ = searched
+    copy = optuna.create_study(direction=study.direction)
+    system = compat.storage(study).get_study_system_attrs(compat.study_id(study))
+    for k, v in system.items():
+        compat.storage(copy).set_study_system_attr(compat.study_id(copy), k, v)
+    for k, v in study.user_attrs.items():
+        copy.set_user_attr(k, v)
+    copy.add_trials(study.get_trials())
+    source = study.get_trials()[0]
+    copy.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.PRUNED,
+            params=source.params,
+            distributions=source.distributions,
+            intermediate_values={4: 6.0, 8: 5.9},
+            user_attrs={
+                attrs.TOKENS_PER_STEP: float(cfg.train.tokens_per_step),
+                attrs.RUNG: 0,
+                attrs.PREDICTED_FINAL: 5.5,
+                attrs.PREDICTED_LO: 5.2,
+                attrs.PREDICTED_HI: 6.4,
+                attrs.FIT_STATUS: "ok",
+            },
+        )
+    )
+    rep = collect(copy, cfg)
+    (lin,) = [lin for lin in rep.lineages if lin.state == "PRUNED"]
+    fig = draw(rep, "curves.png")
+    n = lin.number
+    assert f"estimate:{n}:0" in _gids(fig)
+    (bars,) = [a for a in fig.findobj() if a.get_gid() == f"estimate:{n}:0"]
+    assert list(bars.get_ydata()) == [5.5]
+    (text,) = _texts(fig, f"missing:{n}")
+    text = " ".join(text.split())  # the note is wrapped
+    assert "the pruner's latest prediction" in text and "nothing was extrapolated" not in text
+    plt.close(fig)
