@@ -8,7 +8,8 @@ tests can check the artists.
 
 * ``curves.png``: per lineage, its curve, the law's fit over it and the
   extrapolation (dashed, band = interval) that ranked it at each rung;
-* ``predicted_vs_observed.png``: every prediction a later budget checked;
+* ``predicted_vs_observed.png``: every prediction a later budget checked (a
+  trial's own fit, hollow, where its cut ranked by an observed loss);
 * ``estimates.png``: each lineage's full-budget estimate as its budget grew,
   with each cut's line;
 * ``cuts.png``: each cut's ranked candidates with their intervals and the line;
@@ -142,22 +143,25 @@ def predicted_vs_observed(report: StudyReport, plt: Any) -> Any:
     if got:
         x = np.array([c.predicted for c in got])
         y = np.array([c.observed for c in got])
-        for rung in sorted({c.rung for c in got}):
-            sel = [c for c in got if c.rung == rung]
+        for i, (rung, ranked) in enumerate(sorted({(c.rung, c.ranked) for c in got})):
+            sel = [c for c in got if c.rung == rung and c.ranked == ranked]
             err = [
                 [max(c.predicted - c.lo, 0.0) for c in sel],
                 [max(c.hi - c.predicted, 0.0) for c in sel],
             ]
             made = human(sel[0].made_at)
+            what = "ranked by" if ranked else "own fit, not ranked by"
             bars = ax.errorbar(
                 [c.predicted for c in sel],
                 [c.observed for c in sel],
                 xerr=err,
                 fmt="o",
+                color=f"C{i}",
+                mfc=None if ranked else "none",
                 capsize=2,
-                label=f"predicted at {made} tok (rung {rung})",
+                label=f"predicted at {made} tok (rung {rung}, {what})",
             )
-            bars.lines[0].set_gid(f"checks:{rung}")
+            bars.lines[0].set_gid(f"checks:{rung}" + ("" if ranked else ":own"))
             for c in sel:
                 ax.annotate(
                     f"#{c.rank} @{human(c.at)}",
@@ -172,9 +176,11 @@ def predicted_vs_observed(report: StudyReport, plt: Any) -> Any:
         diag.set_gid("diagonal")
         covered = sum(c.covered for c in got)
         errors = [abs(c.predicted - c.observed) / c.observed for c in got]
+        own = sum(not c.ranked for c in got)
         ax.set_title(
             f"predictions checked by later budgets: {covered} of {len(got)} inside the "
-            f"{report.level:.0%} interval,\nmean |error| {100 * float(np.mean(errors)):.1f}%",
+            f"{report.level:.0%} interval,\nmean |error| {100 * float(np.mean(errors)):.1f}%"
+            + (f"; {own} of them own fits a cut did not rank by (hollow)" if own else ""),
             fontsize=9,
         )
         ax.legend(fontsize=7)

@@ -260,14 +260,15 @@ def _cuts(report: StudyReport, go: Any, make_subplots: Any) -> Any:
 def _checks(report: StudyReport, go: Any) -> Any:
     got = views.checks(report)
     fig = go.Figure()
-    for rung in sorted({c.rung for c in got}):
-        sel = [c for c in got if c.rung == rung]
+    for rung, ranked in sorted({(c.rung, c.ranked) for c in got}):
+        sel = [c for c in got if c.rung == rung and c.ranked == ranked]
         fig.add_trace(
             go.Scatter(
                 x=[c.predicted for c in sel],
                 y=[c.observed for c in sel],
                 mode="markers",
-                name=f"predicted at rung {rung}",
+                marker={"symbol": "circle" if ranked else "circle-open"},
+                name=f"predicted at rung {rung}" + ("" if ranked else " (own fit, not ranked by)"),
                 error_x={
                     "type": "data",
                     "symmetric": False,

@@ -92,7 +92,12 @@ class Panel:
 
 @dataclass(frozen=True)
 class Check:
-    """A prediction made at one budget against the loss the lineage later observed."""
+    """A prediction made at one budget against the loss the lineage later observed.
+
+    ``ranked`` is True for the prediction the rung's cut ranked by; False for the
+    trial's own fit where the cut ranked by something else (an observed loss,
+    the last value), so what the law said is checked even when it was not used.
+    """
 
     number: int
     rank: int
@@ -104,6 +109,7 @@ class Check:
     lo: float
     hi: float
     observed: float
+    ranked: bool = True
 
     @property
     def covered(self) -> bool:
@@ -244,12 +250,20 @@ def curve_panels(report: StudyReport, top: int = 12) -> list[Panel]:
 
 
 def checks(report: StudyReport) -> list[Check]:
-    """Every prediction a lineage's later budgets can check: predicted vs observed there."""
+    """Every prediction a lineage's later budgets can check: predicted vs observed there.
+
+    A rung's prediction is the path its cut ranked by; where the cut ranked by
+    no path (an observed loss or the last value), the trial's own fit, if it
+    has one (``Check.ranked`` False).
+    """
     out = []
     for lin in report.lineages:
         for i, d in enumerate(lin.decisions):
+            path, ranked = d.path, True
+            if not path:
+                path, ranked = d.own.get("path"), False
             for later in lin.decisions[i + 1 :]:
-                got = records.path_at(d.path, later.budget)
+                got = records.path_at(path, later.budget)
                 if got is None or not math.isfinite(later.observed):
                     continue
                 out.append(
@@ -264,6 +278,7 @@ def checks(report: StudyReport) -> list[Check]:
                         lo=got[1],
                         hi=got[2],
                         observed=later.observed,
+                        ranked=ranked,
                     )
                 )
     return out

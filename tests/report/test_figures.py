@@ -92,6 +92,33 @@ def test_estimates_checks_and_leaders(report: Any) -> None:
     plt.close(fig)
 
 
+def _ranked_by_observed(report: Any) -> Any:
+    """``report`` as if every cut had ranked by observed losses: no cut path, own fits kept."""
+    import dataclasses
+
+    lineages = tuple(
+        dataclasses.replace(
+            lin, decisions=tuple(dataclasses.replace(d, path=None) for d in lin.decisions)
+        )
+        for lin in report.lineages
+    )
+    return dataclasses.replace(report, lineages=lineages)
+
+
+def test_checks_fall_back_to_each_trials_own_fit(report: Any) -> None:
+    # where a cut ranked by observed losses, what the trial's own fit said is still checked
+    ranked = views.checks(report)
+    own = views.checks(_ranked_by_observed(report))
+    assert ranked and all(c.ranked for c in ranked)
+    assert len(own) == len(ranked) and not any(c.ranked for c in own)
+    assert {(c.number, c.rung, c.at) for c in own} == {(c.number, c.rung, c.at) for c in ranked}
+    fig = draw(_ranked_by_observed(report), "predicted_vs_observed.png")
+    assert {"checks:0:own", "checks:1:own"} <= _gids(fig)
+    assert f"{len(own)} of them own fits a cut did not rank by" in fig.axes[0].get_title()
+    assert not _texts(fig, "missing:checks")
+    plt.close(fig)
+
+
 def test_every_figure_is_written(report: Any, tmp_path: Path) -> None:
     from lawsearch.report._figures import write_figures
 
