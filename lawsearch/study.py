@@ -367,6 +367,7 @@ def build_search(
         law=cfg.law.build(),
         quantile=cfg.pruner.search_quantile,
         promotion=cfg.search.promotion,
+        pool_lr_ratio=cfg.search.pool_lr_ratio or None,
         max_retries=cfg.search.max_retries,
         oom_retry=cfg.search.oom_retry,
         checkpoint_dir=str(cfg.checkpoint_dir),

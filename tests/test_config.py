@@ -295,6 +295,7 @@ def test_data_model_and_objective_keys(tmp_path: Path) -> None:
         (("law", "name"), "temporal", r"'temporal' needs `pruner.enabled = false`"),
         (("corpus", "num_proc"), 0, r"`corpus.num_proc` must be >= 1"),
         (("search", "max_retries"), -1, r"`search.max_retries` must be >= 0"),
+        (("search", "pool_lr_ratio"), 0.5, r"`search.pool_lr_ratio` must be >= 1 .* or 0"),
         (("study", "heartbeat_interval"), 0, r"`study.heartbeat_interval` must be >= 1"),
         (("study", "grace_period"), 30, r"`study.grace_period` \(30 s\) must be longer"),
         (("study", "reconnect_timeout"), 0, r"`study.reconnect_timeout` must be > 0 seconds"),

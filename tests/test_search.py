@@ -6,6 +6,7 @@ import math
 import multiprocessing as mp
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -556,3 +557,24 @@ def test_sync_promotion_cuts_a_rung_once_even_when_a_refit_would_rank_it_otherwi
     (cut,) = records.read_cuts(study)
     kept = {c["trial"] for c in cut["candidates"][: cut["keep"]]}
     assert {t.user_attrs[attrs.PARENT] for t in continued} == kept
+
+
+def _lr_curve(peak: float | None) -> dict[str, Any]:
+    return {"lrs": None if peak is None else np.full(10, peak), "whole": False}
+
+
+def test_joint_refit_groups_curves_by_peak_lr() -> None:
+    from lawsearch.search._extrapolate import RungExtrapolator
+
+    peaks = [1e-2, 1e-3, 1.4e-2, 1.2e-3, 3e-3]
+    curves = [_lr_curve(p) for p in peaks]
+    ext = RungExtrapolator(target=100, law="momentum", pool_lr_ratio=1.5)
+    # sorted by peak: 1e-3, 1.2e-3 | 3e-3 | 1e-2, 1.4e-2 (a group spans at most 1.5x its first)
+    assert ext._lr_groups(curves) == [[1, 3], [4], [0, 2]]
+    assert RungExtrapolator(target=100, law="momentum", pool_lr_ratio=None)._lr_groups(curves) == [
+        [0, 1, 2, 3, 4]
+    ]
+    # a law without a schedule (no lrs) pools every curve
+    assert ext._lr_groups([_lr_curve(None), _lr_curve(None)]) == [[0, 1]]
+    with pytest.raises(ValueError, match="pool_lr_ratio"):
+        RungExtrapolator(target=100, law="momentum", pool_lr_ratio=0.9)

@@ -251,6 +251,11 @@ def _validate_search(cfg: StudyConfig) -> None:
             f"`search.max_retries` must be >= 0 (0: a failed trial is not retried); got "
             f"{s.max_retries}."
         )
+    if s.pool_lr_ratio != 0 and not s.pool_lr_ratio >= 1:
+        raise ValueError(
+            f"`search.pool_lr_ratio` must be >= 1 (curves whose peak LRs lie within this "
+            f"factor share a joint refit) or 0 (one refit of every curve); got {s.pool_lr_ratio}."
+        )
     if s.propose_schedules < 0 or s.propose_schedules > s.candidates:
         raise ValueError(
             f"`search.propose_schedules` must be in [0, search.candidates={s.candidates}] "

@@ -273,6 +273,12 @@ class SearchConfig:
     end lowest (same peak LR and warmup, ``final_lr_ratio``, monotone decay); each
     proposal predicted below every hand family is an extra candidate that screens and is
     cut like the others (``lawsearch.search._propose``). Once per study; 0 (default): off.
+
+    ``pool_lr_ratio``: a cut's joint refit of a schedule-aware law fits curves together
+    only when their peak LRs lie within this factor (sorted by peak LR, a group ends
+    where the next peak is more than this times its first); a curve with no such
+    neighbour keeps its own fit. One shared exponent cannot follow runs whose loss
+    rises with peak LR (``benchmarks/search_e2e.py``, README). 0: one fit of every curve.
     """
 
     candidates: int = 12
@@ -282,6 +288,7 @@ class SearchConfig:
     max_retries: int = 2
     oom_retry: bool = True
     propose_schedules: int = 0
+    pool_lr_ratio: float = 1.5
 
 
 @dataclass(frozen=True, kw_only=True)

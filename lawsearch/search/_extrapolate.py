@@ -32,7 +32,11 @@ from lawsearch.search._decisions import record_trial
 from lawsearch.search._result import Node, Score
 from lawsearch.search._temporal import fit_per_position
 
-__all__ = ["JointRefit", "RungExtrapolator", "curve_of", "optimistic"]
+__all__ = ["POOL_LR_RATIO", "JointRefit", "RungExtrapolator", "curve_of", "optimistic"]
+
+#: a joint refit fits together only curves whose peak LRs lie within this factor
+#: (``RungExtrapolator.pool_lr_ratio``; measured in ``benchmarks/search_e2e.py``)
+POOL_LR_RATIO = 1.5
 
 
 class RungExtrapolator:
@@ -56,6 +60,7 @@ class RungExtrapolator:
         max_trend_ratio: float | None = MAX_TREND_RATIO,
         window: bool = True,
         pool_refs: int = 4,
+        pool_lr_ratio: float | None = POOL_LR_RATIO,
     ) -> None:
         if not 0 < quantile < 0.5:
             raise ValueError(f"`quantile` must be in (0, 0.5); got {quantile!r}.")
@@ -77,6 +82,9 @@ class RungExtrapolator:
         self.max_trend_ratio = None if max_trend_ratio is None else float(max_trend_ratio)
         self.window = bool(window)
         self.pool_refs = int(pool_refs)
+        if pool_lr_ratio is not None and not pool_lr_ratio >= 1:
+            raise ValueError(f"`pool_lr_ratio` must be >= 1 (or None); got {pool_lr_ratio!r}.")
+        self.pool_lr_ratio = None if pool_lr_ratio is None else float(pool_lr_ratio)
         self._fallbacks = fallbacks(self._law)
         self._lock = threading.Lock()
         self._pooled_cache: dict[tuple[int, int, tuple[int, ...]], JointRefit] = {}
@@ -282,16 +290,27 @@ class RungExtrapolator:
                 continue
             curves.append({"steps": steps, "losses": values, "lrs": lrs, "whole": number in refs})
             numbers.append(number)
-        if sum(not c["whole"] for c in curves) >= 2:
+        for group in self._lr_groups(curves):
+            got = [curves[i] for i in group]
+            nums = [numbers[i] for i in group]
+            if sum(not c["whole"] for c in got) < 2:
+                alone = (
+                    "no joint refit: fewer than 2 curves to fit"
+                    if len(group) == len(curves)
+                    else "no joint refit: no other curve within "
+                    f"{self.pool_lr_ratio:g}x its peak LR"
+                )
+                out.why.update({n: alone for n in nums if n in members})
+                continue
             fits = pooled_or_simpler(
                 self._law,
-                curves,
+                got,
                 shared=self.shared,
                 target=target,
                 fallbacks=self._fallbacks,
                 window=self.window,
             )
-            for number, curve, fit in zip(numbers, curves, fits, strict=True):
+            for number, curve, fit in zip(nums, got, fits, strict=True):
                 if curve["whole"]:
                     continue
                 judged = self.judge(fit, target)
@@ -301,13 +320,29 @@ class RungExtrapolator:
                     out.fits[number] = fit
                 else:
                     out.why[number] = f"the joint refit cannot rank it: {judged or 'no fit'}"
-        else:
-            out.why.update(
-                {n: "no joint refit: fewer than 2 curves to fit" for n in numbers if n in members}
-            )
         with self._lock:
             self._pooled_cache[key] = out
         return out
+
+    def _lr_groups(self, curves: Sequence[dict[str, Any]]) -> list[list[int]]:
+        """Indices of ``curves`` fitted together: all, or by peak LR (``pool_lr_ratio``).
+
+        Curves sorted by peak LR are split where the next one's peak LR is more
+        than ``pool_lr_ratio`` times the first of its group; without a schedule
+        (``lrs`` None) every curve is in one group.
+        """
+        order = list(range(len(curves)))
+        if self.pool_lr_ratio is None or any(c["lrs"] is None for c in curves):
+            return [order] if order else []
+        peaks = [float(np.max(c["lrs"])) for c in curves]
+        order.sort(key=lambda i: peaks[i])
+        groups: list[list[int]] = []
+        for i in order:
+            if groups and peaks[i] <= self.pool_lr_ratio * peaks[groups[-1][0]]:
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+        return groups
 
     def _finished(
         self, trials: Sequence[FrozenTrial], members: Sequence[int], sign: float

@@ -60,7 +60,7 @@ from lawsearch.search._decisions import (
     pruned_per_rung,
     without_extrapolation,
 )
-from lawsearch.search._extrapolate import RungExtrapolator, optimistic
+from lawsearch.search._extrapolate import POOL_LR_RATIO, RungExtrapolator, optimistic
 from lawsearch.search._faults import (
     StopWorker,
     claim_is_unique,
@@ -121,16 +121,15 @@ class RetrievalRerank:
             the improvement the curve's own recent trend would give (the drop over
             the second half of the observed curve, continued linearly in log time
             to the target) is not trusted either: ranked by the last value, with
-            ``fit_status`` saying so. Laws only flatten in log time, so the ratio
-            of a real curve comes from annealing or a second descent: at most 1.7
-            on the 18 shared LLM runs (10-60% prefixes) and 2.1 on the demo's
-            candidates; a misidentified annealing term gave 4.8 (a curve
-            at 4.76 after 96 of 480 steps predicted to end at 0.26). None: no check.
+            ``fit_status`` saying so (real curves reach 1.7-2.1, a misidentified
+            annealing term 4.8: ``lawsearch._fit.trend_ratio``). None: no check.
         window: fit each curve from ``lawsearch._fit.window_start`` on (past step 0,
             the warmup and the early transient of a curve logged from the start);
             False fits every reported point.
         pool_refs: the most whole curves of lineages that reached the full budget
             that join a rung's joint refit (transfer); 0: none.
+        pool_lr_ratio: refit jointly only curves whose peak LRs lie within this
+            factor (a lone curve keeps its own fit); None: one fit of every curve.
         promotion: ``"async"`` (ASHA: a rung promotes whenever ``floor(n / eta)``
             grows, no barrier; a promotion is never taken back, so with few
             candidates more than ``n / eta`` may continue) or ``"sync"``
@@ -175,6 +174,7 @@ class RetrievalRerank:
         max_trend_ratio: float | None = MAX_TREND_RATIO,
         window: bool = True,
         pool_refs: int = 4,
+        pool_lr_ratio: float | None = POOL_LR_RATIO,
         prune: bool = False,
         promotion: str = "async",
         max_retries: int = 2,
@@ -210,6 +210,7 @@ class RetrievalRerank:
             max_trend_ratio=max_trend_ratio,
             window=window,
             pool_refs=pool_refs,
+            pool_lr_ratio=pool_lr_ratio,
         )
         if promotion not in _PROMOTIONS:
             raise ValueError(
