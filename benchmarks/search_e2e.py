@@ -267,7 +267,9 @@ def run_optuna(cfg: Any, replay: GridReplay, method: str, seed: int) -> tuple[st
         pruner = optuna.pruners.HyperbandPruner(min_resource=short, max_resource=full)
     elif method == "random + SuccessiveHalvingPruner":
         pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=short)
-    study = optuna.create_study(sampler=sampler, pruner=pruner)
+    # HyperbandPruner assigns brackets by a hash of the study name: a fixed name keeps
+    # a seed's run reproducible (Optuna's default name is a random UUID)
+    study = optuna.create_study(study_name=f"{method}-{seed}-{n}", sampler=sampler, pruner=pruner)
     runs: dict[int, Any] = {}
 
     def objective(trial: optuna.Trial, budget: int = full) -> float:

@@ -21,3 +21,16 @@ def test_tiny_run_replays_every_method_on_the_grid(tmp_path: Path, capsys) -> No
     assert rows["lawsearch"]["median_compute"] < everything["median_compute"]
     assert (tmp_path / "search_e2e.png").read_bytes()[:4] == b"\x89PNG"
     assert "| candidates | method |" in capsys.readouterr().out
+
+
+def test_an_optuna_baseline_replays_the_same_on_every_run() -> None:
+    # HyperbandPruner picks a trial's bracket from a hash of the study name, and Optuna's
+    # default name is a random UUID: the baseline must name its study to be reproducible
+    from lawsearch.recorded.grid import load_grid
+
+    runs = [r for r in load_grid(None, models=("demo",)) if r.block != "seeds"]
+    best = min(r.final_loss for r in runs)
+    got = {
+        search_e2e.search_once("TPE + HyperbandPruner", runs, seed, 20, best) for seed in (3, 3, 3)
+    }
+    assert len(got) == 1
