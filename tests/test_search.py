@@ -559,21 +559,26 @@ def test_sync_promotion_cuts_a_rung_once_even_when_a_refit_would_rank_it_otherwi
     assert {t.user_attrs[attrs.PARENT] for t in continued} == kept
 
 
-def _lr_curve(peak: float | None) -> dict[str, Any]:
-    return {"lrs": None if peak is None else np.full(10, peak), "whole": False}
+def _lr_curve(peak: float | None, whole: bool = False) -> dict[str, Any]:
+    return {"lrs": None if peak is None else np.full(10, peak), "whole": whole}
 
 
 def test_joint_refit_groups_curves_by_peak_lr() -> None:
     from lawsearch.search._extrapolate import RungExtrapolator
 
-    peaks = [1e-2, 1e-3, 1.4e-2, 1.2e-3, 3e-3]
-    curves = [_lr_curve(p) for p in peaks]
     ext = RungExtrapolator(target=100, law="momentum", pool_lr_ratio=1.5)
-    # sorted by peak: 1e-3, 1.2e-3 | 3e-3 | 1e-2, 1.4e-2 (a group spans at most 1.5x its first)
-    assert ext._lr_groups(curves) == [[1, 3], [4], [0, 2]]
-    assert RungExtrapolator(target=100, law="momentum", pool_lr_ratio=None)._lr_groups(curves) == [
-        [0, 1, 2, 3, 4]
-    ]
+    peaks = [1e-2, 1e-3, 1.4e-2, 1.2e-3, 2e-3]
+    # sorted by peak: 1e-3, 1.2e-3 | 2e-3 | 1e-2, 1.4e-2 (a group spans at most 1.5x its
+    # first); the lone 2e-3 joins the group nearer in log peak LR (1.2e-3: 1.7x, not 5x)
+    assert ext._lr_groups([_lr_curve(p) for p in peaks]) == [[1, 3, 4], [0, 2]]
+    peaks = [1e-2, 1e-3, 1.4e-2, 1.2e-3, 7e-3]
+    assert ext._lr_groups([_lr_curve(p) for p in peaks]) == [[1, 3], [4, 0, 2]]
+    # a whole curve (a lineage that reached the full budget) is not a curve to fit
+    lone = [_lr_curve(1e-3), _lr_curve(1.1e-3, whole=True), _lr_curve(3e-3), _lr_curve(3e-3)]
+    assert ext._lr_groups(lone) == [[0, 1, 2, 3]]
+    assert ext._lr_groups([_lr_curve(1e-3), _lr_curve(3e-3)]) == [[0, 1]]
+    unpooled = RungExtrapolator(target=100, law="momentum", pool_lr_ratio=None)
+    assert unpooled._lr_groups([_lr_curve(p) for p in peaks]) == [[0, 1, 2, 3, 4]]
     # a law without a schedule (no lrs) pools every curve
     assert ext._lr_groups([_lr_curve(None), _lr_curve(None)]) == [[0, 1]]
     with pytest.raises(ValueError, match="pool_lr_ratio"):

@@ -276,8 +276,8 @@ class SearchConfig:
 
     ``pool_lr_ratio``: a cut's joint refit of a schedule-aware law fits curves together
     only when their peak LRs lie within this factor (sorted by peak LR, a group ends
-    where the next peak is more than this times its first); a curve with no such
-    neighbour keeps its own fit. One shared exponent cannot follow runs whose loss
+    where the next peak is more than this times its first); a lone curve joins the
+    group nearer in peak LR. One shared exponent cannot follow runs whose loss
     rises with peak LR (``benchmarks/search_e2e.py``, README). 0: one fit of every curve.
     """
 

@@ -293,14 +293,9 @@ class RungExtrapolator:
         for group in self._lr_groups(curves):
             got = [curves[i] for i in group]
             nums = [numbers[i] for i in group]
-            if sum(not c["whole"] for c in got) < 2:
-                alone = (
-                    "no joint refit: fewer than 2 curves to fit"
-                    if len(group) == len(curves)
-                    else "no joint refit: no other curve within "
-                    f"{self.pool_lr_ratio:g}x its peak LR"
-                )
-                out.why.update({n: alone for n in nums if n in members})
+            if sum(not c["whole"] for c in got) < 2:  # only when the rung has < 2
+                why = "no joint refit: fewer than 2 curves to fit"
+                out.why.update({n: why for n in nums if n in members})
                 continue
             fits = pooled_or_simpler(
                 self._law,
@@ -328,8 +323,11 @@ class RungExtrapolator:
         """Indices of ``curves`` fitted together: all, or by peak LR (``pool_lr_ratio``).
 
         Curves sorted by peak LR are split where the next one's peak LR is more
-        than ``pool_lr_ratio`` times the first of its group; without a schedule
-        (``lrs`` None) every curve is in one group.
+        than ``pool_lr_ratio`` times the first of its group; a group with fewer
+        than 2 curves to fit (not ``whole``) then joins the neighbour nearer in
+        log peak LR, because a lone curve's own fit has an interval so wide that
+        its optimistic end wins the cut. Without a schedule (``lrs`` None) every
+        curve is in one group.
         """
         order = list(range(len(curves)))
         if self.pool_lr_ratio is None or any(c["lrs"] is None for c in curves):
@@ -342,6 +340,19 @@ class RungExtrapolator:
                 groups[-1].append(i)
             else:
                 groups.append([i])
+        while len(groups) > 1:  # a group with < 2 curves to fit joins its nearer neighbour
+            short = [k for k, g in enumerate(groups) if sum(not curves[i]["whole"] for i in g) < 2]
+            if not short:
+                break
+            j = short[0]
+            gap = [
+                math.log(peaks[groups[k][0]] / peaks[groups[k - 1][-1]])
+                if 0 < k < len(groups)
+                else math.inf
+                for k in (j, j + 1)
+            ]
+            a = j - 1 if gap[0] <= gap[1] else j
+            groups[a : a + 2] = [groups[a] + groups[a + 1]]
         return groups
 
     def _finished(

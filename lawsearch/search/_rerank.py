@@ -129,7 +129,7 @@ class RetrievalRerank:
         pool_refs: the most whole curves of lineages that reached the full budget
             that join a rung's joint refit (transfer); 0: none.
         pool_lr_ratio: refit jointly only curves whose peak LRs lie within this
-            factor (a lone curve keeps its own fit); None: one fit of every curve.
+            factor (a lone curve joins the nearer group); None: one fit of all.
         promotion: ``"async"`` (ASHA: a rung promotes whenever ``floor(n / eta)``
             grows, no barrier; a promotion is never taken back, so with few
             candidates more than ``n / eta`` may continue) or ``"sync"``
