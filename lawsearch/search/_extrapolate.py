@@ -39,6 +39,11 @@ __all__ = ["POOL_LR_RATIO", "JointRefit", "RungExtrapolator", "curve_of", "optim
 POOL_LR_RATIO = 1.5
 
 
+def _to_fit(curves: Sequence[dict[str, Any]], group: Sequence[int]) -> int:
+    """How many of ``curves[group]`` a joint refit fits (not the ``whole`` reference curves)."""
+    return sum(not curves[i]["whole"] for i in group)
+
+
 class RungExtrapolator:
     """Extrapolate finished trials to ``target`` (the full budget) and judge the result.
 
@@ -293,7 +298,7 @@ class RungExtrapolator:
         for group in self._lr_groups(curves):
             got = [curves[i] for i in group]
             nums = [numbers[i] for i in group]
-            if sum(not c["whole"] for c in got) < 2:  # only when the rung has < 2
+            if _to_fit(curves, group) < 2:  # only when the whole rung has < 2
                 why = "no joint refit: fewer than 2 curves to fit"
                 out.why.update({n: why for n in nums if n in members})
                 continue
@@ -341,7 +346,7 @@ class RungExtrapolator:
             else:
                 groups.append([i])
         while len(groups) > 1:  # a group with < 2 curves to fit joins its nearer neighbour
-            short = [k for k, g in enumerate(groups) if sum(not curves[i]["whole"] for i in g) < 2]
+            short = [k for k, g in enumerate(groups) if _to_fit(curves, g) < 2]
             if not short:
                 break
             j = short[0]
