@@ -26,10 +26,15 @@ Regret is the pick's final loss over the grid's best, minus 1; compute is the
 steps trained over those of training every grid config to the full budget.
 "Best proposed" is the regret of the best grid run any candidate trained as,
 the pick a perfect ranking would make: it splits a method's regret into what
-its proposals left out and what its cuts lost.
+its proposals left out and what its cuts lost. Where a method proposed a run
+within the target but picked one outside it, "lost at" says how far that run
+trained (the most steps of any candidate that trained as it): before the end
+of the screen (a pruner stopped it), at the screen's end (the first cut), or
+later (a later cut).
 Reported over ``--seeds`` study seeds, for ``--candidates`` counts.
 
-Run: ``python -m benchmarks.search_e2e [--tiny] [--seeds 20] [--candidates 10,20]``.
+Run: ``python -m benchmarks.search_e2e [--tiny] [--seeds 20] [--first-seed 0]
+[--candidates 10,20] [--methods lawsearch,...]``.
 """
 
 from __future__ import annotations
@@ -69,6 +74,8 @@ METHODS = (
     "train everything",
 )
 TARGET_REGRET = 0.005
+#: the screen (short budget) and the full budget, in steps of 1024 tokens (16 x 64)
+SCREEN_STEPS, FULL_STEPS = 48, 240
 
 
 # ---- the replay ------------------------------------------------------------------------------
@@ -86,8 +93,8 @@ class GridReplay:
         self.runs = list(runs)
         self.eval_every = int(eval_every)
         self.compute_used = 0.0
-        #: every grid run a proposal trained as (at any budget): the candidates it saw
-        self.trained: set[str] = set()
+        #: every grid run a proposal trained as, and the most steps any candidate trained it to
+        self.reached: dict[str, int] = {}
         self._w = np.sqrt(np.array([list(r.mixture.values()) for r in self.runs]))
         self._lr = np.log10([r.schedule.peak_lr for r in self.runs])
         self._label = [r.schedule_label for r in self.runs]
@@ -113,7 +120,7 @@ class GridReplay:
         from lawsearch.train._protocol import TrainResult
 
         run = self.nearest(config["mixture"], config["schedule"])
-        self.trained.add(run.run_id)
+        self.reached.setdefault(run.run_id, 0)
         start = int(resume_from.rsplit("@", 1)[1]) if resume_from else 0
         stop = min(int(budget_steps), run.full_steps)
         steps, values = [], []
@@ -128,6 +135,7 @@ class GridReplay:
                 stopped = True
                 break
         self.compute_used += reached - start
+        self.reached[run.run_id] = max(self.reached[run.run_id], reached)
         return TrainResult(
             final_step=reached,
             final_value=values[-1] if values else math.nan,
@@ -192,7 +200,7 @@ def study_config(
                 "decay_fraction": [0.1, 0.5],
                 "final_lr_ratio": 0.1,
             },
-            "budgets": {"short_tokens": 48 * 1024, "full_tokens": 240 * 1024},
+            "budgets": {"short_tokens": SCREEN_STEPS * 1024, "full_tokens": FULL_STEPS * 1024},
             "law": {"name": "momentum"},
             "search": {
                 "candidates": candidates,
@@ -219,6 +227,8 @@ class Outcome:
     steps: float
     #: regret of the best grid run any candidate trained as: the pick of a perfect ranking
     proposed_regret: float = math.nan
+    #: the most steps that best proposed run was trained to
+    proposed_reached: int = 0
 
 
 def run_lawsearch(cfg: Any, replay: GridReplay) -> tuple[str, float]:
@@ -321,10 +331,28 @@ def search_once(
         else:
             pick, steps = run_optuna(cfg, replay, method, seed)
     finals = {r.run_id: r.final_loss for r in runs}
-    proposed = min(finals[r] for r in replay.trained)
+    proposed = min(replay.reached, key=lambda r: (finals[r], r))
     return Outcome(
-        method, seed, candidates, pick, finals[pick] / best - 1.0, steps, proposed / best - 1.0
+        method,
+        seed,
+        candidates,
+        pick,
+        finals[pick] / best - 1.0,
+        steps,
+        finals[proposed] / best - 1.0,
+        replay.reached[proposed],
     )
+
+
+def lost_at(outcomes: Sequence[Outcome], short: int) -> dict[str, int]:
+    """Seeds whose best proposed run was within the target but whose pick was not, by where
+    that run stopped: before the screen's end, at it (``short`` steps), or later."""
+    lost = [o for o in outcomes if o.proposed_regret <= TARGET_REGRET < o.regret]
+    return {
+        "in_screen": sum(o.proposed_reached < short for o in lost),
+        "at_screen": sum(o.proposed_reached == short for o in lost),
+        "later": sum(o.proposed_reached > short for o in lost),
+    }
 
 
 def summarise(outcomes: Sequence[Outcome], grid_steps: float) -> list[dict[str, Any]]:
@@ -350,6 +378,7 @@ def summarise(outcomes: Sequence[Outcome], grid_steps: float) -> list[dict[str, 
                 "proposed_within_target": float(np.mean(proposed <= TARGET_REGRET)),
                 "median_compute": float(np.median(compute)),
                 "mean_compute": float(np.mean(compute)),
+                "lost_at": lost_at(got, SCREEN_STEPS),
             }
         )
     return rows
@@ -359,6 +388,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = benchmark_parser(NAME, __doc__)
     parser.add_argument("--grid", default=None, help="grid folder (default: data/grid)")
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed + seeds - 1"
+    )
     parser.add_argument("--candidates", default="10,20")
     parser.add_argument("--methods", default=",".join(METHODS))
     args = parser.parse_args(argv)
@@ -369,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     out = output_dir(args.out, NAME)
     runs = [r for r in load_grid(args.grid, models=("demo",)) if r.block != "seeds"]
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     counts = [int(c) for c in args.candidates.split(",")]
     methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
@@ -396,20 +428,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             "candidates",
             "method",
             "median regret",
+            "mean regret",
             f"seeds within {TARGET_REGRET:.1%}",
             "median compute (of the grid)",
             "best proposed: median regret",
             f"best proposed within {TARGET_REGRET:.1%}",
+            "lost in screen / at its cut / later",
         ],
         [
             [
                 r["candidates"],
                 r["method"],
                 fmt(r["median_regret"], ".2%"),
+                fmt(r["mean_regret"], ".2%"),
                 fmt(r["within_target"], ".0%"),
                 fmt(r["median_compute"], ".1%"),
                 fmt(r["median_proposed_regret"], ".2%"),
                 fmt(r["proposed_within_target"], ".0%"),
+                "{in_screen} / {at_screen} / {later}".format(**r["lost_at"]),
             ]
             for r in rows
         ],

@@ -34,3 +34,20 @@ def test_an_optuna_baseline_replays_the_same_on_every_run() -> None:
         search_e2e.search_once("TPE + HyperbandPruner", runs, seed, 20, best) for seed in (3, 3, 3)
     }
     assert len(got) == 1
+
+
+def test_lost_at_says_where_a_proposed_winner_was_dropped() -> None:
+    def outcome(regret: float, proposed: float, reached: int) -> search_e2e.Outcome:
+        return search_e2e.Outcome("m", 0, 10, "x", regret, 1.0, proposed, reached)
+
+    got = search_e2e.lost_at(
+        [
+            outcome(0.10, 0.0, 6),  # a pruner stopped it in the screen
+            outcome(0.10, 0.001, 48),  # the first cut dropped it
+            outcome(0.02, 0.0, 96),  # a later cut
+            outcome(0.0, 0.0, 240),  # picked: not lost
+            outcome(0.10, 0.03, 6),  # never proposed within the target: not a cut's loss
+        ],
+        48,
+    )
+    assert got == {"in_screen": 1, "at_screen": 1, "later": 1}
