@@ -218,6 +218,7 @@ def build_pruner(cfg: StudyConfig, *, shared: bool = False) -> optuna.pruners.Ba
         rung_factor=p.rung_factor or None,
         keep_fraction=p.keep_fraction or None,  # 0: set by caution
         min_trials=p.min_trials,
+        warmup_steps=p.warmup_steps,
         sync_interval=SHARED_SYNC_INTERVAL if shared else 0.0,
         seed=cfg.study.seed,
     )
@@ -234,7 +235,7 @@ def build_sampler(cfg: StudyConfig, *, worker: int = 0) -> LawSampler:
     """
     seed = cfg.study.seed + 7919 * worker
     inner = optuna.samplers.TPESampler(seed=seed)
-    return LawSampler(inner, seed=seed)
+    return LawSampler(inner, seed=seed, explore_fraction=cfg.search.explore_fraction)
 
 
 def suggest_config(

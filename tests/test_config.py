@@ -296,6 +296,9 @@ def test_data_model_and_objective_keys(tmp_path: Path) -> None:
         (("corpus", "num_proc"), 0, r"`corpus.num_proc` must be >= 1"),
         (("search", "max_retries"), -1, r"`search.max_retries` must be >= 0"),
         (("search", "pool_lr_ratio"), 0.5, r"`search.pool_lr_ratio` must be >= 1 .* or 0"),
+        (("search", "explore_fraction"), 1.5, r"`search.explore_fraction` must be in \[0, 1\]"),
+        (("pruner", "warmup_steps"), -1, r"`pruner.warmup_steps` must be >= 0"),
+        (("search", "explore_fraction"), -0.1, r"`search.explore_fraction` must be in \[0, 1\]"),
         (("study", "heartbeat_interval"), 0, r"`study.heartbeat_interval` must be >= 1"),
         (("study", "grace_period"), 30, r"`study.grace_period` \(30 s\) must be longer"),
         (("study", "reconnect_timeout"), 0, r"`study.reconnect_timeout` must be > 0 seconds"),
@@ -312,3 +315,25 @@ def test_bad_new_keys_name_the_field(
     data.setdefault(path[0], {})[path[1]] = value
     with pytest.raises(ValueError, match=match):
         _parse(tmp_path, data)
+
+
+def test_explore_fraction_reaches_the_sampler(tmp_path: Path) -> None:
+    from lawsearch.study import build_sampler
+
+    data = _base(tmp_path)
+    assert build_sampler(_parse(tmp_path, data)).explore_fraction == 0.0
+    data.setdefault("search", {})["explore_fraction"] = 0.5
+    sampler = build_sampler(_parse(tmp_path, data))
+    assert sampler.explore_fraction == 0.5
+    assert [sampler._explores(i) for i in range(4)] == [False, True, False, True]
+
+
+def test_pruner_warmup_steps_reaches_the_pruner(tmp_path: Path) -> None:
+    from lawsearch.study import build_pruner
+
+    data = _base(tmp_path)
+    assert build_pruner(_parse(tmp_path, data)).warmup_steps == 0
+    data.setdefault("pruner", {})["warmup_steps"] = 12
+    pruner = build_pruner(_parse(tmp_path, data))
+    assert pruner.warmup_steps == 12
+    assert [pruner.rung_of(s) for s in (6, 11, 12, 24, 47)] == [0, 0, 1, 2, 2]

@@ -256,6 +256,12 @@ def _validate_search(cfg: StudyConfig) -> None:
             f"`search.pool_lr_ratio` must be >= 1 (curves whose peak LRs lie within this "
             f"factor share a joint refit) or 0 (one refit of every curve); got {s.pool_lr_ratio}."
         )
+    if not 0 <= s.explore_fraction <= 1:
+        raise ValueError(
+            f"`search.explore_fraction` must be in [0, 1] (the share of candidates after "
+            f"start-up proposed space-filling instead of by retrieval; 0: none); got "
+            f"{s.explore_fraction}."
+        )
     if s.propose_schedules < 0 or s.propose_schedules > s.candidates:
         raise ValueError(
             f"`search.propose_schedules` must be in [0, search.candidates={s.candidates}] "
@@ -308,6 +314,11 @@ def _validate_search(cfg: StudyConfig) -> None:
         )
     if p.min_trials < 1:
         raise ValueError(f"`pruner.min_trials` must be >= 1; got {p.min_trials}.")
+    if p.warmup_steps < 0:
+        raise ValueError(
+            f"`pruner.warmup_steps` must be >= 0 (no early stop before this step; 0: none); "
+            f"got {p.warmup_steps}."
+        )
     if not 0 <= p.keep_fraction <= 1:
         raise ValueError(
             f"`pruner.keep_fraction` must be in (0, 1] (or 0: set by `pruner.caution`); "
