@@ -167,11 +167,13 @@ def study_config(
     name: str | None = None,
     storage: str | None = None,
     rungs: Sequence[float] = (0.4, 1.0),
+    settings: Mapping[str, Any] | None = None,
 ) -> Any:
     """The demo study over the grid's search space (same model, budgets and law).
 
     ``name`` defaults to ``e2e-<seed>``, ``storage`` to the study's journal file;
-    ``rungs`` are the continuation rungs (``(1.0,)``: the best straight to the end).
+    ``rungs`` are the continuation rungs (``(1.0,)``: the best straight to the end);
+    ``settings`` are study-file keys to change (``{"search.explore_fraction": 0.5}``).
     """
     study: dict[str, Any] = {"name": name or f"e2e-{seed}", "seed": seed}
     if storage is not None:
@@ -185,34 +187,34 @@ def study_config(
         "numpy_docs": "numpy_docs",
         "cpp_headers": "cpp_headers",
     }
-    return parse_study(
-        {
-            "study": study,
-            "model": {"hidden_size": 64, "intermediate_size": 192, "num_layers": 2},
-            "tokenizer": {"vocab_size": 512},
-            "domains": {d: {"builtin": b} for d, b in builtin.items()},
-            "search_space": {
-                "mixture_low": 0.0,
-                "mixture_high": 1.0,
-                "schedules": ["cosine", "wsd", "linear"],
-                "peak_lr": [3e-3, 3e-2],
-                "warmup": 0.02,
-                "decay_fraction": [0.1, 0.5],
-                "final_lr_ratio": 0.1,
-            },
-            "budgets": {"short_tokens": SCREEN_STEPS * 1024, "full_tokens": FULL_STEPS * 1024},
-            "law": {"name": "momentum"},
-            "search": {
-                "candidates": candidates,
-                "survivors": 1,
-                "rungs": list(rungs),
-                "promotion": "sync",
-            },
-            "train": {"batch_size": 16, "seq_len": 64, "eval_every": 3, "device": "cpu"},
+    data: dict[str, Any] = {
+        "study": study,
+        "model": {"hidden_size": 64, "intermediate_size": 192, "num_layers": 2},
+        "tokenizer": {"vocab_size": 512},
+        "domains": {d: {"builtin": b} for d, b in builtin.items()},
+        "search_space": {
+            "mixture_low": 0.0,
+            "mixture_high": 1.0,
+            "schedules": ["cosine", "wsd", "linear"],
+            "peak_lr": [3e-3, 3e-2],
+            "warmup": 0.02,
+            "decay_fraction": [0.1, 0.5],
+            "final_lr_ratio": 0.1,
         },
-        base_dir=ROOT / "studies",
-        run_root=root,
-    )
+        "budgets": {"short_tokens": SCREEN_STEPS * 1024, "full_tokens": FULL_STEPS * 1024},
+        "law": {"name": "momentum"},
+        "search": {
+            "candidates": candidates,
+            "survivors": 1,
+            "rungs": list(rungs),
+            "promotion": "sync",
+        },
+        "train": {"batch_size": 16, "seq_len": 64, "eval_every": 3, "device": "cpu"},
+    }
+    for key, value in (settings or {}).items():
+        section, _, field = key.partition(".")
+        data.setdefault(section, {})[field] = value
+    return parse_study(data, base_dir=ROOT / "studies", run_root=root)
 
 
 @dataclass(frozen=True)
@@ -317,12 +319,21 @@ def run_optuna(cfg: Any, replay: GridReplay, method: str, seed: int) -> tuple[st
 
 
 def search_once(
-    method: str, runs: Sequence[Any], seed: int, candidates: int, best: float
+    method: str,
+    runs: Sequence[Any],
+    seed: int,
+    candidates: int,
+    best: float,
+    settings: Mapping[str, Any] | None = None,
 ) -> Outcome:
-    """One method, one seed: the pick's regret and the steps it cost."""
+    """One method, one seed: the pick's regret and the steps it cost.
+
+    ``settings``: study-file keys changed for lawsearch (``study_config``); the
+    method is then labelled with them.
+    """
     replay = GridReplay(runs)
     with tempfile.TemporaryDirectory(prefix="lawsearch-e2e-") as tmp:
-        cfg = study_config(Path(tmp), seed=seed, candidates=candidates)
+        cfg = study_config(Path(tmp), seed=seed, candidates=candidates, settings=settings)
         if method == "lawsearch":
             pick, steps = run_lawsearch(cfg, replay)
         elif method == "train everything":
@@ -332,6 +343,8 @@ def search_once(
             pick, steps = run_optuna(cfg, replay, method, seed)
     finals = {r.run_id: r.final_loss for r in runs}
     proposed = min(replay.reached, key=lambda r: (finals[r], r))
+    if method == "lawsearch" and settings:
+        method += " (" + ", ".join(f"{k} = {v}" for k, v in settings.items()) + ")"
     return Outcome(
         method,
         seed,
@@ -359,7 +372,8 @@ def summarise(outcomes: Sequence[Outcome], grid_steps: float) -> list[dict[str, 
     """Per method and candidate count: regret and compute over the seeds."""
     rows = []
     keys = sorted(
-        {(o.method, o.candidates) for o in outcomes}, key=lambda k: (k[1], METHODS.index(k[0]))
+        {(o.method, o.candidates) for o in outcomes},
+        key=lambda k: (k[1], METHODS.index(k[0].split(" (")[0]), k[0]),
     )
     for method, n in keys:
         got = [o for o in outcomes if o.method == method and o.candidates == n]
@@ -393,6 +407,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--candidates", default="10,20")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a study-file key for lawsearch's rows, e.g. search.explore_fraction=0.5 "
+        "(repeatable; the rows are labelled with them)",
+    )
     args = parser.parse_args(argv)
     import optuna
 
@@ -407,6 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise SystemExit(f"--methods: unknown {unknown}; choose from {list(METHODS)}")
+    settings = dict(_setting(s) for s in args.set)
     if args.tiny:
         seeds, counts = seeds[:2], [6]
     best = min(r.final_loss for r in runs)
@@ -417,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for method in methods:
                 start = time.perf_counter()
                 for seed in seeds:
-                    outcomes.append(search_once(method, runs, seed, n, best))
+                    outcomes.append(search_once(method, runs, seed, n, best, settings))
                 print(
                     f"{method:34s} {n:3d} candidates: {time.perf_counter() - start:6.1f} s",
                     flush=True,
@@ -466,6 +489,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_text(out / f"{NAME}.md", table)
     _figure(outcomes, grid_steps, out)
     return 0
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    """``section.key=value`` from ``--set``, the value read as TOML."""
+    import tomllib
+
+    key, sep, value = text.partition("=")
+    if not sep or "." not in key:
+        raise SystemExit(f"--set {text!r}: expected section.key=value, e.g. pruner.caution=0.5")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError as exc:
+        raise SystemExit(f"--set {text!r}: the value is not TOML ({exc})") from None
+    return key.strip(), parsed
 
 
 def _figure(outcomes: Sequence[Outcome], grid_steps: float, out: Path) -> None:

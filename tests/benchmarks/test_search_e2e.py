@@ -51,3 +51,15 @@ def test_lost_at_says_where_a_proposed_winner_was_dropped() -> None:
         48,
     )
     assert got == {"in_screen": 1, "at_screen": 1, "later": 1}
+
+
+def test_set_changes_lawsearch_study_keys(tmp_path: Path) -> None:
+    assert search_e2e._setting("pruner.warmup_steps=24") == ("pruner.warmup_steps", 24)
+    assert search_e2e._setting("search.explore_fraction = 0.5") == ("search.explore_fraction", 0.5)
+    for bad in ("explore_fraction=0.5", "search.explore_fraction", "search.x=half"):
+        with pytest.raises(SystemExit, match="--set"):
+            search_e2e._setting(bad)
+    cfg = search_e2e.study_config(
+        tmp_path, seed=0, candidates=8, settings={"search.explore_fraction": 0.5}
+    )
+    assert cfg.search.explore_fraction == 0.5 and cfg.search.candidates == 8
