@@ -321,11 +321,12 @@ def test_explore_fraction_reaches_the_sampler(tmp_path: Path) -> None:
     from lawsearch.study import build_sampler
 
     data = _base(tmp_path)
-    assert build_sampler(_parse(tmp_path, data)).explore_fraction == 0.0
-    data.setdefault("search", {})["explore_fraction"] = 0.5
     sampler = build_sampler(_parse(tmp_path, data))
-    assert sampler.explore_fraction == 0.5
+    assert sampler.explore_fraction == 0.5  # the default: every other candidate after start-up
     assert [sampler._explores(i) for i in range(4)] == [False, True, False, True]
+    data.setdefault("search", {})["explore_fraction"] = 0.0
+    sampler = build_sampler(_parse(tmp_path, data))
+    assert not any(sampler._explores(i) for i in range(8))
 
 
 def test_pruner_warmup_steps_reaches_the_pruner(tmp_path: Path) -> None:
