@@ -368,6 +368,7 @@ def build_search(
         law=cfg.law.build(),
         quantile=cfg.pruner.search_quantile,
         promotion=cfg.search.promotion,
+        rank=cfg.search.rank,
         pool_lr_ratio=cfg.search.pool_lr_ratio or None,
         max_retries=cfg.search.max_retries,
         oom_retry=cfg.search.oom_retry,

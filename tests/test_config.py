@@ -298,6 +298,7 @@ def test_data_model_and_objective_keys(tmp_path: Path) -> None:
         (("search", "pool_lr_ratio"), 0.5, r"`search.pool_lr_ratio` must be >= 1 .* or 0"),
         (("search", "explore_fraction"), 1.5, r"`search.explore_fraction` must be in \[0, 1\]"),
         (("pruner", "warmup_steps"), -1, r"`pruner.warmup_steps` must be >= 0"),
+        (("search", "rank"), "lost", r"`search.rank` must be one of \['law', 'loss'\].*'loss'"),
         (("search", "explore_fraction"), -0.1, r"`search.explore_fraction` must be in \[0, 1\]"),
         (("study", "heartbeat_interval"), 0, r"`study.heartbeat_interval` must be >= 1"),
         (("study", "grace_period"), 30, r"`study.grace_period` \(30 s\) must be longer"),
@@ -338,3 +339,14 @@ def test_pruner_warmup_steps_reaches_the_pruner(tmp_path: Path) -> None:
     pruner = build_pruner(_parse(tmp_path, data))
     assert pruner.warmup_steps == 12
     assert [pruner.rung_of(s) for s in (6, 11, 12, 24, 47)] == [0, 0, 1, 2, 2]
+
+
+def test_search_rank_reaches_the_search(tmp_path: Path) -> None:
+    from lawsearch.study import build_search
+    from lawsearch.train._replay import ReplayTrainer
+
+    data = _base(tmp_path)
+    trainer = ReplayTrainer({0: ([1, 2], [3.0, 2.5])})
+    assert build_search(_parse(tmp_path, data), trainer=trainer).rank == "law"
+    data.setdefault("search", {})["rank"] = "loss"
+    assert build_search(_parse(tmp_path, data), trainer=trainer).rank == "loss"

@@ -583,3 +583,44 @@ def test_joint_refit_groups_curves_by_peak_lr() -> None:
     assert ext._lr_groups([_lr_curve(None), _lr_curve(None)]) == [[0, 1]]
     with pytest.raises(ValueError, match="pool_lr_ratio"):
         RungExtrapolator(target=100, law="momentum", pool_lr_ratio=0.9)
+
+
+def test_rank_by_loss_cuts_by_the_observed_loss_and_says_so() -> None:
+    """``rank="loss"``: successive halving by the last value; config 0, which the law
+    picks (best final), trails config 1 at 18 steps and is cut there."""
+    from lawsearch.optuna import _records as records
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    picks = {}
+    for rank in ("law", "loss"):
+        search = _search(promotion="sync", rank=rank)
+        study = _study(name=rank)
+        res = search.run(study)
+        _check_invariants(study, search)
+        picks[rank] = _config_of(study, res.best_trial)
+        if rank == "loss":
+            kept = {
+                rung: sorted(
+                    t.user_attrs[attrs.ROOT]
+                    for t in study.trials
+                    if t.user_attrs.get(attrs.RUNG) == rung
+                )
+                for rung in (1, 2)
+            }
+            # lowest observed at 6 steps: configs 1, 2, 0; at 18 steps: config 1
+            assert kept == {1: [0, 1, 2], 2: [1]}
+            for cut in records.read_cuts(study):
+                assert {c["ranked_by"] for c in cut["candidates"]} == {records.LAST_VALUE}
+                assert all("rank = 'loss'" in c["why"] for c in cut["candidates"])
+            # every screened trial is still extrapolated (the sampler learns from it)
+            screened = [t for t in study.trials if t.user_attrs.get(attrs.RUNG) == 0]
+            assert all(math.isfinite(t.user_attrs[attrs.PREDICTED_LO]) for t in screened)
+    assert picks == {"law": 0, "loss": 1}
+    with pytest.raises(ValueError, match="`rank` must be one of"):
+        RetrievalRerank(budgets=BUDGETS, n_candidates=2, objective=lambda *a: None, rank="lose")
+
+
+def _config_of(study: optuna.Study, number: int) -> int:
+    """The candidate (config) a trial continues."""
+    trial = next(t for t in study.trials if t.number == number)
+    return int(trial.params["config_id"])

@@ -7,6 +7,7 @@ from typing import Any
 from lawsearch._errors import did_you_mean
 from lawsearch.config._schema import DEVICES, DTYPES, SCHEDULE_FAMILIES, StudyConfig
 from lawsearch.mixtures import validate_mixture_bounds
+from lawsearch.search._rerank import RANKS
 from lawsearch.train._protocol import check_micro_batch
 
 __all__ = ["KEEP_CHECKPOINTS", "PROMOTIONS", "validate"]
@@ -280,6 +281,12 @@ def _validate_search(cfg: StudyConfig) -> None:
         raise ValueError(
             f"`search.survivors` must be in [1, search.candidates={s.candidates}]; "
             f"got {s.survivors}."
+        )
+    if s.rank not in RANKS:
+        raise ValueError(
+            f"`search.rank` must be one of {list(RANKS)} (what a cut ranks candidates by: "
+            f"the law's prediction or the observed loss); got {s.rank!r}."
+            + did_you_mean(str(s.rank), RANKS)
         )
     if s.promotion not in PROMOTIONS:
         raise ValueError(

@@ -294,6 +294,11 @@ class SearchConfig:
     retrieval alone trained a config within 0.5% of the grid's best in 45% of
     held-out seeds, half-and-half in 65% (``benchmarks/search_e2e.py``, README).
     0: every candidate retrieved.
+
+    ``rank``: what a cut ranks a rung by: ``"law"`` (default), the optimistic end of each
+    candidate's predicted final loss (the joint refit of the law); ``"loss"``, the loss
+    observed at the rung's budget, as successive halving does (candidates are still
+    extrapolated: the sampler and the report use the predictions).
     """
 
     candidates: int = 12
@@ -305,6 +310,7 @@ class SearchConfig:
     propose_schedules: int = 0
     pool_lr_ratio: float = 1.5
     explore_fraction: float = 0.5
+    rank: str = "law"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -81,6 +81,10 @@ from lawsearch.train._protocol import Trainer
 __all__ = ["RetrievalRerank", "sync_keep"]
 
 _PROMOTIONS = ("async", "sync")
+#: what a cut ranks a rung by: the law's optimistic prediction, or the loss observed
+RANKS = ("law", "loss")
+#: the cut record's reason when ``rank="loss"``
+RANK_BY_LOSS = "the search ranks each rung by the loss observed at its budget (rank = 'loss')"
 
 #: ``recover(study)``: fail the trials of dead workers and queue their retries
 Recover = Callable[[optuna.Study], Any]
@@ -154,6 +158,13 @@ class RetrievalRerank:
             (``lawsearch.search._retention``).
         propose: once the screen has finished, add the law's own schedules as extra
             candidates (``lawsearch.search._propose.ScheduleProposer``); None: never.
+        rank: what a cut ranks a rung by: ``"law"`` (default), the optimistic end of
+            each trial's predicted final (the joint refit); ``"loss"``, the loss observed
+            at the rung's budget (successive halving by the last value). Trials are
+            extrapolated either way (the sampler learns from the predictions); only the
+            cut differs. On the recorded grid, cuts at 10% and 20% of the budget by the
+            observed loss kept the winners the law's cut lost (README, the search end
+            to end).
     """
 
     def __init__(
@@ -182,6 +193,7 @@ class RetrievalRerank:
         checkpoint_dir: str | None = None,
         keep_checkpoints: str = "all",
         propose: ScheduleProposer | None = None,
+        rank: str = "law",
     ) -> None:
         b = [int(x) for x in budgets]
         if not b or any(x < 1 for x in b) or any(y <= x for x, y in itertools.pairwise(b)):
@@ -218,6 +230,11 @@ class RetrievalRerank:
                 + did_you_mean(str(promotion), _PROMOTIONS)
             )
         self.promotion = promotion
+        if rank not in RANKS:
+            raise ValueError(
+                f"`rank` must be one of {RANKS}; got {rank!r}." + did_you_mean(str(rank), RANKS)
+            )
+        self.rank = rank
         if max_retries < 0:
             raise ValueError(f"`max_retries` must be >= 0; got {max_retries!r}.")
         self.max_retries = int(max_retries)
@@ -446,11 +463,17 @@ class RetrievalRerank:
                 k = math.floor(n / self.eta)
             if k < 1:
                 continue
-            scores = self.extrapolator.pooled_scores(study, rung, self.budgets[rung], at, trials)
-            # one kind of estimate ranks a rung (a prediction vs an observed loss is unfair)
-            bare = without_extrapolation(at, scores, trials)
-            uniform = mixed_reason(len(bare), len(at)) if 0 < len(bare) < len(at) else ""
-            scores = {} if uniform else scores
+            if self.rank == "loss":
+                scores: dict[int, Score] = {}
+                uniform = RANK_BY_LOSS
+            else:
+                scores = self.extrapolator.pooled_scores(
+                    study, rung, self.budgets[rung], at, trials
+                )
+                # one kind of estimate ranks a rung (a prediction vs an observed loss is unfair)
+                bare = without_extrapolation(at, scores, trials)
+                uniform = mixed_reason(len(bare), len(at)) if 0 < len(bare) < len(at) else ""
+                scores = {} if uniform else scores
 
             def rank(
                 n: Node, sc: dict[int, Score] = scores, by: str = uniform
