@@ -231,6 +231,8 @@ class Outcome:
     proposed_regret: float = math.nan
     #: the most steps that best proposed run was trained to
     proposed_reached: int = 0
+    #: the screen (short budget) of the search, in steps
+    screen: int = SCREEN_STEPS
 
 
 def run_lawsearch(cfg: Any, replay: GridReplay) -> tuple[str, float]:
@@ -333,12 +335,13 @@ def search_once(
     """
     replay = GridReplay(runs)
     with tempfile.TemporaryDirectory(prefix="lawsearch-e2e-") as tmp:
-        cfg = study_config(Path(tmp), seed=seed, candidates=candidates, settings=settings)
+        own = settings if method == "lawsearch" else None  # the baselines keep the demo's
+        cfg = study_config(Path(tmp), seed=seed, candidates=candidates, settings=own)
+        screen = cfg.short_steps
         if method == "lawsearch":
             pick, steps = run_lawsearch(cfg, replay)
         elif method == "train everything":
-            cfg_all = study_config(Path(tmp), seed=seed, candidates=candidates)
-            pick, steps = run_optuna(cfg_all, replay, "random", seed)
+            pick, steps = run_optuna(cfg, replay, "random", seed)
         else:
             pick, steps = run_optuna(cfg, replay, method, seed)
     finals = {r.run_id: r.final_loss for r in runs}
@@ -354,6 +357,7 @@ def search_once(
         steps,
         finals[proposed] / best - 1.0,
         replay.reached[proposed],
+        screen,
     )
 
 
@@ -392,7 +396,7 @@ def summarise(outcomes: Sequence[Outcome], grid_steps: float) -> list[dict[str, 
                 "proposed_within_target": float(np.mean(proposed <= TARGET_REGRET)),
                 "median_compute": float(np.median(compute)),
                 "mean_compute": float(np.mean(compute)),
-                "lost_at": lost_at(got, SCREEN_STEPS),
+                "lost_at": lost_at(got, got[0].screen),
             }
         )
     return rows
