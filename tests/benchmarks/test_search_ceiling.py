@@ -1,0 +1,68 @@
+import itertools
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from benchmarks import search_ceiling, search_e2e
+
+
+@pytest.fixture(scope="module")
+def runs() -> list:
+    from lawsearch.recorded.grid import load_grid
+
+    return [r for r in load_grid(None, models=("demo",)) if r.block != "seeds"]
+
+
+@pytest.fixture(scope="module")
+def grid(runs: list) -> search_ceiling.Grid:
+    return search_ceiling.load(runs)
+
+
+def test_tiny_run_writes_both_tables(tmp_path: Path, capsys) -> None:
+    assert search_ceiling.main(["--tiny", "--out", str(tmp_path)]) == 0
+    payload = json.loads((tmp_path / "search_ceiling.json").read_text())
+    (row,) = payload["proposals"]
+    assert row["candidates"] == 6 and len(row["floors"]) == 6
+    assert payload["grid_winners"] == 3 and payload["held_out_seeds"] == [3, 4, 5]
+    for r in payload["fixed_rules"]:
+        assert 0 < r["compute"] <= r["cap"]
+    assert (tmp_path / "search_ceiling.png").read_bytes()[:4] == b"\x89PNG"
+    assert "fixed rule chosen in-sample" in capsys.readouterr().out
+
+
+def test_top_k_short_is_the_rule_that_keeps_a_tenth_at_the_screen(runs: list, grid) -> None:
+    # the rule family replays search_e2e's RegMix-style baseline exactly, pick and compute
+    n, seed = 20, 5
+    best = min(r.final_loss for r in runs)
+    outcome = search_e2e.search_once("random + top-k short", runs, seed, n, best)
+    rule = search_ceiling.Rule(search_e2e.SCREEN_STEPS, n // 10)
+    proposals = search_ceiling.random_proposals(runs, seed, n)
+    assert grid.run_ids[rule.pick(grid, proposals)] == outcome.pick
+    assert rule.cost(n) == outcome.steps
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_no_rule_that_keeps_a_winner_is_cheaper_than_the_hindsight_floor(
+    runs: list, grid, seed: int
+) -> None:
+    n = 30
+    proposals = search_ceiling.random_proposals(runs, seed, n)
+    floor = search_ceiling.hindsight_floor(grid, proposals)
+    picked_a_winner = [
+        r.cost(n) for r in search_ceiling.rules(n) if grid.winners[r.pick(grid, proposals)]
+    ]
+    if not any(grid.winners[p] for p in proposals):
+        assert floor == math.inf and not picked_a_winner
+    else:
+        assert floor <= n * search_e2e.FULL_STEPS
+        assert all(floor <= cost for cost in picked_a_winner)
+
+
+def test_uniform_containment_is_exact() -> None:
+    configs, winners = range(7), {0, 3}
+    for n in range(1, 8):
+        draws = list(itertools.combinations(configs, n))
+        share = sum(bool(winners & set(d)) for d in draws) / len(draws)
+        assert search_ceiling.uniform_contains(7, 2, n) == pytest.approx(share)
