@@ -71,6 +71,11 @@ CUT_STEPS = (6, 12, 18, 24, 36, 48, 72, 96, 144, 192)
 KEEP = (1, 2, 3, 4, 6, 8, 10, 12, 16, 20, 24)
 #: how many of the best in-sample rules are measured held out (how robust the choice is)
 RUNNERS_UP = 10
+#: the study cuts measured by default (screen, second cut, survivors): the settings
+#: ``search_e2e`` ran lawsearch with at a 24-step screen (README)
+STUDY = (24, 48, 5)
+#: where candidates come from (``proposals``)
+SAMPLERS = ("random", "sobol")
 
 
 @dataclass(frozen=True)
@@ -106,18 +111,33 @@ def load(runs: Sequence[Any], eval_every: int = 3) -> Grid:
     return Grid(steps, losses, finals, tuple(r.run_id for r in runs))
 
 
-def random_proposals(runs: Sequence[Any], seed: int, n: int) -> list[int]:
-    """The grid runs ``search_e2e``'s random baselines train for ``n`` candidates of ``seed``."""
+def proposals(runs: Sequence[Any], seed: int, n: int, sampler: str = "random") -> list[int]:
+    """The grid runs ``n`` candidates of ``seed`` train as in ``search_e2e``'s replay.
+
+    ``sampler``: ``"random"``, the Optuna baselines' ``RandomSampler``; ``"sobol"``,
+    lawsearch's ``LawSampler`` with ``explore_fraction = 1`` (every candidate the next
+    point of its scrambled Sobol sequence over mixture and schedule, whatever the losses).
+    """
     import optuna
 
-    from lawsearch.study import suggest_config
+    from lawsearch.study import build_sampler, suggest_config
 
+    if sampler not in SAMPLERS:
+        raise ValueError(f"`sampler` must be one of {SAMPLERS}; got {sampler!r}.")
     index = {r.run_id: i for i, r in enumerate(runs)}
     replay = GridReplay(runs)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     out = []
     with tempfile.TemporaryDirectory(prefix="lawsearch-ceiling-") as tmp:
-        cfg = study_config(Path(tmp), seed=seed, candidates=n)
+        cfg = study_config(
+            Path(tmp), seed=seed, candidates=n, settings={"search.explore_fraction": 1.0}
+        )
+        study = optuna.create_study(
+            sampler=(
+                optuna.samplers.RandomSampler(seed=seed)
+                if sampler == "random"
+                else build_sampler(cfg)
+            )
+        )
         for _ in range(n):
             trial = study.ask()
             config = suggest_config(cfg, trial)
@@ -217,6 +237,17 @@ def choose(grid: Grid, n: int, sets: Sequence[Sequence[int]], cap: float) -> lis
     return [x[-1] for x in sorted(scored, key=lambda x: x[:-1])]
 
 
+def study_rule(n: int, screen: int, cut: int, survivors: int) -> Rule:
+    """The cuts of a study with ``n`` candidates, two rungs and sync promotion: the
+    screen's cut at ``screen`` steps, the next at ``cut``, each keeping
+    ``floor(k / eta)`` (``StudyConfig.eta``, ``lawsearch.search.sync_keep``)."""
+    from lawsearch.search._rerank import sync_keep
+
+    eta = max((n / survivors) ** 0.5 * (1 - 1e-9), 1.0 + 1e-9)
+    k0 = sync_keep(n, eta)
+    return Rule(screen, k0, cut, sync_keep(k0, eta))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = benchmark_parser(NAME, __doc__)
     parser.add_argument("--grid", default=None, help="grid folder (default: data/grid)")
@@ -226,6 +257,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--caps",
         default=",".join(str(c) for c in DEFAULT_CAPS),
         help="compute caps (shares of the grid) to choose fixed rules under",
+    )
+    parser.add_argument(
+        "--study",
+        default=",".join(str(x) for x in STUDY),
+        help="SCREEN,CUT,SURVIVORS: a study's sync cuts (two rungs) to measure on both "
+        "samplers' candidates",
     )
     args = parser.parse_args(argv)
     import optuna
@@ -237,32 +274,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = [r for r in load_grid(args.grid, models=("demo",)) if r.block != "seeds"]
     counts = [int(c) for c in args.candidates.split(",")]
     caps = [float(c) for c in args.caps.split(",")]
+    screen, cut, survivors = (int(x) for x in args.study.split(","))
     n_seeds = args.seeds
     if args.tiny:
         counts, n_seeds = [6], 3
-    in_seeds = range(n_seeds)
-    out_seeds = range(n_seeds, 2 * n_seeds)
+    seeds = {"in_sample": range(n_seeds), "held_out": range(n_seeds, 2 * n_seeds)}
     grid = load(runs)
     n_win = int(grid.winners.sum())
     proposal_rows: list[dict[str, Any]] = []
     rule_rows: list[dict[str, Any]] = []
+    study_rows: list[dict[str, Any]] = []
     with timer() as clock:
         for n in counts:
-            inside = [random_proposals(runs, s, n) for s in in_seeds]
-            held = [random_proposals(runs, s, n) for s in out_seeds]
+            sets = {
+                (sampler, part): [proposals(runs, s, n, sampler) for s in seeds[part]]
+                for sampler in SAMPLERS
+                for part in seeds
+            }
+            inside, held = sets["random", "in_sample"], sets["random", "held_out"]
             floors = np.array([hindsight_floor(grid, p) for p in inside + held]) / grid.total
             reach = floors[np.isfinite(floors)]
-            proposal_rows.append(
-                {
-                    "candidates": n,
-                    "random_contains_in_sample": float(np.isfinite(floors[:n_seeds]).mean()),
-                    "random_contains_held_out": float(np.isfinite(floors[n_seeds:]).mean()),
-                    "uniform_distinct_contains": uniform_contains(len(runs), n_win, n),
-                    "floor_median": float(np.median(reach)) if reach.size else math.nan,
-                    "floor_max": float(np.max(reach)) if reach.size else math.nan,
-                    "floors": floors.tolist(),
-                }
-            )
+            row: dict[str, Any] = {
+                "candidates": n,
+                "uniform_distinct_contains": uniform_contains(len(runs), n_win, n),
+                "floor_median": float(np.median(reach)) if reach.size else math.nan,
+                "floor_max": float(np.max(reach)) if reach.size else math.nan,
+                "floors": floors.tolist(),
+            }
+            for (sampler, part), got in sets.items():
+                row[f"{sampler}_contains_{part}"] = float(
+                    np.mean([any(grid.winners[p] for p in ps) for ps in got])
+                )
+            proposal_rows.append(row)
             for cap in caps:
                 ranked = choose(grid, n, inside, cap)
                 if not ranked:
@@ -280,18 +323,36 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "runners_up_held_out": [within(grid, r, held) for r in runners_up],
                     }
                 )
+            rule = study_rule(n, screen, cut, survivors)
+            for sampler in SAMPLERS:
+                study_rows.append(
+                    {
+                        "candidates": n,
+                        "sampler": sampler,
+                        "rule": str(rule),
+                        "compute": rule.cost(n) / grid.total,
+                        **{
+                            f"within_{part}": within(grid, rule, sets[sampler, part])
+                            for part in seeds
+                        },
+                    }
+                )
+    last = 2 * n_seeds - 1
     table = markdown_table(
         [
             "candidates",
-            f"random proposals contain a winner (seeds 0-{n_seeds - 1} / held out)",
-            "distinct uniform grid configs contain one (exact)",
-            "hindsight floor of last-value cuts: median / worst (of the grid)",
+            f"random proposals contain a winner (seeds 0-{n_seeds - 1} / {n_seeds}-{last})",
+            "Sobol (LawSampler, explore_fraction = 1): same",
+            "distinct uniform grid configs (exact)",
+            "hindsight floor of last-value cuts, random: median / worst (of the grid)",
         ],
         [
             [
                 r["candidates"],
                 f"{fmt(r['random_contains_in_sample'], '.0%')} / "
                 f"{fmt(r['random_contains_held_out'], '.0%')}",
+                f"{fmt(r['sobol_contains_in_sample'], '.0%')} / "
+                f"{fmt(r['sobol_contains_held_out'], '.0%')}",
                 fmt(r["uniform_distinct_contains"], ".1%"),
                 f"{fmt(r['floor_median'], '.1%')} / {fmt(r['floor_max'], '.1%')}",
             ]
@@ -302,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         [
             "candidates",
             "compute cap",
-            "fixed rule chosen in-sample",
+            "fixed rule chosen in-sample (random proposals)",
             "compute (of the grid)",
             "within 0.5%: in-sample",
             "held out",
@@ -322,21 +383,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             for r in rule_rows
         ],
     )
-    print(table, "", rule_table, sep="\n")
+    study_table = markdown_table(
+        [
+            "candidates",
+            f"proposals, the study's cuts (screen {screen}, cut {cut}, survivors {survivors})",
+            "compute (of the grid)",
+            f"within 0.5%: seeds 0-{n_seeds - 1}",
+            f"seeds {n_seeds}-{last}",
+        ],
+        [
+            [
+                r["candidates"],
+                f"{r['sampler']}: {r['rule']}",
+                fmt(r["compute"], ".1%"),
+                fmt(r["within_in_sample"], ".0%"),
+                fmt(r["within_held_out"], ".0%"),
+            ]
+            for r in study_rows
+        ],
+    )
+    print(table, "", rule_table, "", study_table, sep="\n")
     write_json(
         out / f"{NAME}.json",
         {
             "proposals": proposal_rows,
             "fixed_rules": rule_rows,
+            "study_cuts": study_rows,
             "grid_configs": len(runs),
             "grid_winners": n_win,
-            "in_sample_seeds": list(in_seeds),
-            "held_out_seeds": list(out_seeds),
+            "in_sample_seeds": list(seeds["in_sample"]),
+            "held_out_seeds": list(seeds["held_out"]),
             "seconds": clock[0],
             "environment": environment(),
         },
     )
-    write_text(out / f"{NAME}.md", table + "\n\n" + rule_table)
+    write_text(out / f"{NAME}.md", "\n\n".join((table, rule_table, study_table)))
     _figure(proposal_rows, rule_rows, out)
     return 0
 

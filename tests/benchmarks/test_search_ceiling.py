@@ -3,6 +3,7 @@ import json
 import math
 from pathlib import Path
 
+import optuna
 import pytest
 
 from benchmarks import search_ceiling, search_e2e
@@ -38,7 +39,7 @@ def test_top_k_short_is_the_rule_that_keeps_a_tenth_at_the_screen(runs: list, gr
     best = min(r.final_loss for r in runs)
     outcome = search_e2e.search_once("random + top-k short", runs, seed, n, best)
     rule = search_ceiling.Rule(search_e2e.SCREEN_STEPS, n // 10)
-    proposals = search_ceiling.random_proposals(runs, seed, n)
+    proposals = search_ceiling.proposals(runs, seed, n)
     assert grid.run_ids[rule.pick(grid, proposals)] == outcome.pick
     assert rule.cost(n) == outcome.steps
 
@@ -48,7 +49,7 @@ def test_no_rule_that_keeps_a_winner_is_cheaper_than_the_hindsight_floor(
     runs: list, grid, seed: int
 ) -> None:
     n = 30
-    proposals = search_ceiling.random_proposals(runs, seed, n)
+    proposals = search_ceiling.proposals(runs, seed, n)
     floor = search_ceiling.hindsight_floor(grid, proposals)
     picked_a_winner = [
         r.cost(n) for r in search_ceiling.rules(n) if grid.winners[r.pick(grid, proposals)]
@@ -66,3 +67,49 @@ def test_uniform_containment_is_exact() -> None:
         draws = list(itertools.combinations(configs, n))
         share = sum(bool(winners & set(d)) for d in draws) / len(draws)
         assert search_ceiling.uniform_contains(7, 2, n) == pytest.approx(share)
+
+
+def test_sobol_proposals_are_what_lawsearch_trains_with_explore_fraction_one(
+    runs: list, grid, tmp_path: Path
+) -> None:
+    # LawSampler with explore_fraction = 1 proposes the same whatever the losses: the
+    # ceiling's candidates are the ones the whole search (search_e2e) trains
+    from lawsearch.study import build_pruner, build_sampler, build_search, open_study_storage
+
+    n, seed = 8, 2
+    cfg = search_e2e.study_config(
+        tmp_path, seed=seed, candidates=n, settings={"search.explore_fraction": 1.0}
+    )
+    replay = search_e2e.GridReplay(runs)
+    study = optuna.create_study(
+        study_name=cfg.name,
+        storage=open_study_storage(cfg),
+        sampler=build_sampler(cfg),
+        pruner=build_pruner(cfg),
+    )
+    build_search(cfg, trainer=replay).run(study)
+    got = {grid.run_ids[i] for i in search_ceiling.proposals(runs, seed, n, "sobol")}
+    assert got == set(replay.reached)
+    assert got != {grid.run_ids[i] for i in search_ceiling.proposals(runs, seed, n)}
+    with pytest.raises(ValueError, match="`sampler` must be one of"):
+        search_ceiling.proposals(runs, seed, n, "tpe")
+
+
+def test_study_rule_keeps_what_the_study_config_keeps(tmp_path: Path) -> None:
+    from lawsearch.search import sync_keep
+
+    for n, survivors in ((40, 5), (60, 5), (20, 3), (10, 1)):
+        cfg = search_e2e.study_config(
+            tmp_path,
+            seed=0,
+            candidates=n,
+            settings={
+                "budgets.short_tokens": 24 * 1024,
+                "search.survivors": survivors,
+                "search.rungs": [0.2, 1.0],
+            },
+        )
+        assert cfg.budget_steps == (24, 48, 240)
+        rule = search_ceiling.study_rule(n, 24, 48, survivors)
+        assert rule.k0 == sync_keep(n, cfg.eta)
+        assert rule.k1 == sync_keep(rule.k0, cfg.eta)
