@@ -12,9 +12,12 @@ method's shortfall in ``search_e2e`` can be put on one of the two:
 1. **Proposals.** The share of seeds whose ``N`` candidates include a winner,
    for the random proposals of ``search_e2e``'s Optuna baselines (``RandomSampler``
    through ``suggest_config`` and the replay's nearest config: the same
-   candidates, seed for seed) and, exactly, for ``N`` distinct grid configs drawn
-   uniformly (``1 - C(72 - w, N) / C(72, N)``: a proposer that knew the grid and
-   never repeated a config).
+   candidates, seed for seed), for Optuna's ``QMCSampler`` (scrambled Sobol), for
+   ``LawSampler`` with ``explore_fraction = 1`` (its own Sobol sequence over the
+   simplex and the schedule; these do not depend on losses, so they are the
+   candidates ``lawsearch run`` trains with that setting, tested) and, exactly,
+   for ``N`` distinct grid configs drawn uniformly (``1 - C(72 - w, N) /
+   C(72, N)``: a proposer that knew the grid and never repeated a config).
 2. **Ranking, in hindsight.** The family of *synchronous last-value cuts*, the
    family of ``random + top-k short`` and successive halving: every candidate
    trains to step ``s0``; those whose loss there is at most a threshold continue
@@ -29,19 +32,23 @@ method's shortfall in ``search_e2e`` can be put on one of the two:
    an **in-sample** choice, and measured on the held-out seeds ``20..39``; so are
    the ten best in-sample rules, whose spread held out says how much the choice
    is worth beyond the seeds it was made on.
+4. **A study's cuts** (``--study SCREEN,CUT,SURVIVORS``: two rungs, sync
+   promotion, ``floor(k / eta)`` kept at each, as ``lawsearch run`` cuts with
+   ``[search] rank = "loss"``) on each sampler's candidates, on both seed sets.
 
 A duplicate candidate (two proposals mapped to one grid config) costs its steps
 and takes a slot at a cut, as it does in ``search_e2e``'s replay. A cut ranks
 entries by loss at its step, ties by candidate order.
 
 Run: ``python -m benchmarks.search_ceiling [--tiny] [--candidates 10,20,40,60]
-[--seeds 20] [--caps 0.155,0.25]``.
+[--seeds 20] [--caps 0.155,0.25] [--study 24,48,5]``.
 """
 
 from __future__ import annotations
 
 import math
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +82,7 @@ RUNNERS_UP = 10
 #: ``search_e2e`` ran lawsearch with at a 24-step screen (README)
 STUDY = (24, 48, 5)
 #: where candidates come from (``proposals``)
-SAMPLERS = ("random", "sobol")
+SAMPLERS = ("random", "qmc", "sobol")
 
 
 @dataclass(frozen=True)
@@ -114,9 +121,11 @@ def load(runs: Sequence[Any], eval_every: int = 3) -> Grid:
 def proposals(runs: Sequence[Any], seed: int, n: int, sampler: str = "random") -> list[int]:
     """The grid runs ``n`` candidates of ``seed`` train as in ``search_e2e``'s replay.
 
-    ``sampler``: ``"random"``, the Optuna baselines' ``RandomSampler``; ``"sobol"``,
-    lawsearch's ``LawSampler`` with ``explore_fraction = 1`` (every candidate the next
-    point of its scrambled Sobol sequence over mixture and schedule, whatever the losses).
+    ``sampler``: ``"random"``, the Optuna baselines' ``RandomSampler``; ``"qmc"``,
+    Optuna's ``QMCSampler`` (scrambled Sobol over Optuna's own parameters: the mixture's
+    stick-breaking fractions, peak LR, family, decay); ``"sobol"``, lawsearch's
+    ``LawSampler`` with ``explore_fraction = 1`` (every candidate the next point of its
+    scrambled Sobol sequence over the simplex and the schedule, whatever the losses).
     """
     import optuna
 
@@ -131,13 +140,14 @@ def proposals(runs: Sequence[Any], seed: int, n: int, sampler: str = "random") -
         cfg = study_config(
             Path(tmp), seed=seed, candidates=n, settings={"search.explore_fraction": 1.0}
         )
-        study = optuna.create_study(
-            sampler=(
-                optuna.samplers.RandomSampler(seed=seed)
-                if sampler == "random"
-                else build_sampler(cfg)
-            )
+        chosen: optuna.samplers.BaseSampler = (
+            optuna.samplers.RandomSampler(seed=seed)
+            if sampler == "random"
+            else optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed)
+            if sampler == "qmc"
+            else build_sampler(cfg)
         )
+        study = optuna.create_study(sampler=chosen)
         for _ in range(n):
             trial = study.ask()
             config = suggest_config(cfg, trial)
@@ -270,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lawsearch.recorded.grid import load_grid
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # QMCSampler
     out = output_dir(args.out, NAME)
     runs = [r for r in load_grid(args.grid, models=("demo",)) if r.block != "seeds"]
     counts = [int(c) for c in args.candidates.split(",")]
@@ -342,7 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         [
             "candidates",
             f"random proposals contain a winner (seeds 0-{n_seeds - 1} / {n_seeds}-{last})",
-            "Sobol (LawSampler, explore_fraction = 1): same",
+            "Optuna QMCSampler (Sobol): same",
+            "LawSampler, explore_fraction = 1 (Sobol): same",
             "distinct uniform grid configs (exact)",
             "hindsight floor of last-value cuts, random: median / worst (of the grid)",
         ],
@@ -351,6 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 r["candidates"],
                 f"{fmt(r['random_contains_in_sample'], '.0%')} / "
                 f"{fmt(r['random_contains_held_out'], '.0%')}",
+                f"{fmt(r['qmc_contains_in_sample'], '.0%')} / "
+                f"{fmt(r['qmc_contains_held_out'], '.0%')}",
                 f"{fmt(r['sobol_contains_in_sample'], '.0%')} / "
                 f"{fmt(r['sobol_contains_held_out'], '.0%')}",
                 fmt(r["uniform_distinct_contains"], ".1%"),
