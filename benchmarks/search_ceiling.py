@@ -34,14 +34,17 @@ method's shortfall in ``search_e2e`` can be put on one of the two:
    is worth beyond the seeds it was made on.
 4. **A study's cuts** (``--study SCREEN,CUT,SURVIVORS``: two rungs, sync
    promotion, ``floor(k / eta)`` kept at each, as ``lawsearch run`` cuts with
-   ``[search] rank = "loss"``) on each sampler's candidates, on both seed sets.
+   ``[search] rank = "loss"``) on each sampler's candidates, and
+   ``search_e2e``'s ``random + top-k short`` (exactly: tested), on both seed
+   sets and on ``--more-seeds`` further seeds (default 100: a 20-seed share is
+   a coarse estimate, and the study's cuts were chosen on the first two sets).
 
 A duplicate candidate (two proposals mapped to one grid config) costs its steps
 and takes a slot at a cut, as it does in ``search_e2e``'s replay. A cut ranks
 entries by loss at its step, ties by candidate order.
 
 Run: ``python -m benchmarks.search_ceiling [--tiny] [--candidates 10,20,40,60]
-[--seeds 20] [--caps 0.155,0.25] [--study 24,48,5]``.
+[--seeds 20] [--more-seeds 100] [--caps 0.155,0.25] [--study 24,48,5]``.
 """
 
 from __future__ import annotations
@@ -67,7 +70,13 @@ from benchmarks._common import (
     write_json,
     write_text,
 )
-from benchmarks.search_e2e import FULL_STEPS, TARGET_REGRET, GridReplay, study_config
+from benchmarks.search_e2e import (
+    FULL_STEPS,
+    SCREEN_STEPS,
+    TARGET_REGRET,
+    GridReplay,
+    study_config,
+)
 
 NAME = "search_ceiling"
 #: the target's compute cap, and 1/1.5 of the best Optuna baseline's compute at 90% of
@@ -262,6 +271,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = benchmark_parser(NAME, __doc__)
     parser.add_argument("--grid", default=None, help="grid folder (default: data/grid)")
     parser.add_argument("--seeds", type=int, default=20, help="in-sample seeds 0..seeds-1")
+    parser.add_argument(
+        "--more-seeds",
+        type=int,
+        default=100,
+        help="a third, larger set of seeds (after the held-out ones) for the study's cuts",
+    )
     parser.add_argument("--candidates", default="10,20,40,60")
     parser.add_argument(
         "--caps",
@@ -286,10 +301,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = [int(c) for c in args.candidates.split(",")]
     caps = [float(c) for c in args.caps.split(",")]
     screen, cut, survivors = (int(x) for x in args.study.split(","))
-    n_seeds = args.seeds
+    n_seeds, n_more = args.seeds, args.more_seeds
     if args.tiny:
-        counts, n_seeds = [6], 3
-    seeds = {"in_sample": range(n_seeds), "held_out": range(n_seeds, 2 * n_seeds)}
+        counts, n_seeds, n_more = [6], 3, 3
+    seeds = {
+        "in_sample": range(n_seeds),
+        "held_out": range(n_seeds, 2 * n_seeds),
+        "more": range(2 * n_seeds, 2 * n_seeds + n_more),
+    }
     grid = load(runs)
     n_win = int(grid.winners.sum())
     proposal_rows: list[dict[str, Any]] = []
@@ -334,8 +353,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "runners_up_held_out": [within(grid, r, held) for r in runners_up],
                     }
                 )
-            rule = study_rule(n, screen, cut, survivors)
-            for sampler in SAMPLERS:
+            # the study's cuts on each sampler's candidates, and search_e2e's top-k short
+            top_k = Rule(SCREEN_STEPS, max(1, n // 10))
+            cuts = [(s, study_rule(n, screen, cut, survivors)) for s in SAMPLERS]
+            for sampler, rule in [*cuts, ("random", top_k)]:
                 study_rows.append(
                     {
                         "candidates": n,
@@ -346,6 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             f"within_{part}": within(grid, rule, sets[sampler, part])
                             for part in seeds
                         },
+                        "contains_more": row[f"{sampler}_contains_more"],
                     }
                 )
     last = 2 * n_seeds - 1
@@ -404,6 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "compute (of the grid)",
             f"within 0.5%: seeds 0-{n_seeds - 1}",
             f"seeds {n_seeds}-{last}",
+            f"seeds {last + 1}-{last + n_more}",
+            f"candidates contain a winner, seeds {last + 1}-{last + n_more}",
         ],
         [
             [
@@ -412,6 +436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fmt(r["compute"], ".1%"),
                 fmt(r["within_in_sample"], ".0%"),
                 fmt(r["within_held_out"], ".0%"),
+                fmt(r["within_more"], ".0%"),
+                fmt(r["contains_more"], ".0%"),
             ]
             for r in study_rows
         ],
@@ -427,6 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "grid_winners": n_win,
             "in_sample_seeds": list(seeds["in_sample"]),
             "held_out_seeds": list(seeds["held_out"]),
+            "more_seeds": list(seeds["more"]),
             "seconds": clock[0],
             "environment": environment(),
         },

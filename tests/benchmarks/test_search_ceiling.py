@@ -27,6 +27,12 @@ def test_tiny_run_writes_both_tables(tmp_path: Path, capsys) -> None:
     (row,) = payload["proposals"]
     assert row["candidates"] == 6 and len(row["floors"]) == 6
     assert payload["grid_winners"] == 3 and payload["held_out_seeds"] == [3, 4, 5]
+    assert payload["more_seeds"] == [6, 7, 8]
+    study = payload["study_cuts"]
+    assert [r["sampler"] for r in study] == [*search_ceiling.SAMPLERS, "random"]
+    assert study[-1]["rule"] == "keep 1 at 48"  # search_e2e's top-k short
+    for r in study:  # a pick within the target needs candidates that contain a winner
+        assert 0 <= r["within_more"] <= r["contains_more"] <= 1
     for r in payload["fixed_rules"]:
         assert 0 < r["compute"] <= r["cap"]
     assert (tmp_path / "search_ceiling.png").read_bytes()[:4] == b"\x89PNG"
