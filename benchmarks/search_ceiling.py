@@ -260,7 +260,7 @@ def study_rule(n: int, screen: int, cut: int, survivors: int) -> Rule:
     """The cuts of a study with ``n`` candidates, two rungs and sync promotion: the
     screen's cut at ``screen`` steps, the next at ``cut``, each keeping
     ``floor(k / eta)`` (``StudyConfig.eta``, ``lawsearch.search.sync_keep``)."""
-    from lawsearch.search._rerank import sync_keep
+    from lawsearch.search import sync_keep
 
     eta = max((n / survivors) ** 0.5 * (1 - 1e-9), 1.0 + 1e-9)
     k0 = sync_keep(n, eta)

@@ -7,7 +7,7 @@ from typing import Any
 from lawsearch._errors import did_you_mean
 from lawsearch.config._schema import DEVICES, DTYPES, SCHEDULE_FAMILIES, StudyConfig
 from lawsearch.mixtures import validate_mixture_bounds
-from lawsearch.search._rerank import RANKS
+from lawsearch.search._decisions import RANKS
 from lawsearch.train._protocol import check_micro_batch
 
 __all__ = ["KEEP_CHECKPOINTS", "PROMOTIONS", "validate"]

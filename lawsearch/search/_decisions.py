@@ -25,6 +25,8 @@ from lawsearch.optuna import _attrs, _kinds
 from lawsearch.optuna import _records as records
 
 __all__ = [
+    "RANKS",
+    "RANK_BY_LOSS",
     "cut_record",
     "finite_or",
     "is_predicted",
@@ -32,11 +34,44 @@ __all__ = [
     "mixed_reason",
     "pruned_per_rung",
     "record_trial",
+    "rung_scores",
+    "sync_keep",
     "without_extrapolation",
 ]
 
 #: a trial's or the joint refit's ``(mean, lo, hi)`` at the full budget
 Score = tuple[float, float, float]
+#: what a cut ranks a rung by: the law's optimistic prediction, or the loss observed
+RANKS = ("law", "loss")
+#: the cut record's reason when ``rank="loss"``
+RANK_BY_LOSS = "the search ranks each rung by the loss observed at its budget (rank = 'loss')"
+
+
+def sync_keep(n: int, eta: float) -> int:
+    """How many of a finished rung's ``n`` trials continue under ``sync`` promotion.
+
+    ``floor(n / eta)``, but at least one of a non-empty rung.
+    """
+    return max(1, math.floor(n / eta)) if n else 0
+
+
+def rung_scores(
+    search: Any, study: optuna.Study, rung: int, at: Sequence[Any], trials: Sequence[FrozenTrial]
+) -> tuple[dict[int, Score], str]:
+    """What a cut of ``rung`` ranks ``at`` (its finished trials, ``Node``) by.
+
+    Returns the joint refit's scores by trial number and, when the whole rung ranks by
+    the loss observed at its budget instead, why (empty otherwise): ``search.rank`` is
+    ``"loss"``, or some trials have no usable extrapolation (a full-budget prediction
+    is not comparable with another trial's short-budget loss).
+    """
+    if search.rank == "loss":
+        return {}, RANK_BY_LOSS
+    scores = search.extrapolator.pooled_scores(study, rung, search.budgets[rung], at, trials)
+    bare = without_extrapolation(at, scores, trials)
+    if 0 < len(bare) < len(at):
+        return {}, mixed_reason(len(bare), len(at))
+    return scores, ""
 
 
 def _path(ext: Any, fit: Any, first: float, budget: float) -> dict[str, Any] | None:

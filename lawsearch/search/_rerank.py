@@ -52,13 +52,14 @@ from lawsearch.optuna import _compat as compat
 from lawsearch.optuna import _records as records
 from lawsearch.optuna._records import observed_value, write_cut
 from lawsearch.search._decisions import (
+    RANKS,
     cut_record,
     finite_or,
     is_predicted,
     kept_by_cut,
-    mixed_reason,
     pruned_per_rung,
-    without_extrapolation,
+    rung_scores,
+    sync_keep,
 )
 from lawsearch.search._extrapolate import POOL_LR_RATIO, RungExtrapolator, optimistic
 from lawsearch.search._faults import (
@@ -81,10 +82,6 @@ from lawsearch.train._protocol import Trainer
 __all__ = ["RetrievalRerank", "sync_keep"]
 
 _PROMOTIONS = ("async", "sync")
-#: what a cut ranks a rung by: the law's optimistic prediction, or the loss observed
-RANKS = ("law", "loss")
-#: the cut record's reason when ``rank="loss"``
-RANK_BY_LOSS = "the search ranks each rung by the loss observed at its budget (rank = 'loss')"
 
 #: ``recover(study)``: fail the trials of dead workers and queue their retries
 Recover = Callable[[optuna.Study], Any]
@@ -160,11 +157,8 @@ class RetrievalRerank:
             candidates (``lawsearch.search._propose.ScheduleProposer``); None: never.
         rank: what a cut ranks a rung by: ``"law"`` (default), the optimistic end of
             each trial's predicted final (the joint refit); ``"loss"``, the loss observed
-            at the rung's budget (successive halving by the last value). Trials are
-            extrapolated either way (the sampler learns from the predictions); only the
-            cut differs. On the recorded grid, cuts at 10% and 20% of the budget by the
-            observed loss kept the winners the law's cut lost (README, the search end
-            to end).
+            at the rung's budget, as successive halving does. Trials are extrapolated
+            either way (the sampler learns from the predictions); only the cut differs.
     """
 
     def __init__(
@@ -463,17 +457,7 @@ class RetrievalRerank:
                 k = math.floor(n / self.eta)
             if k < 1:
                 continue
-            if self.rank == "loss":
-                scores: dict[int, Score] = {}
-                uniform = RANK_BY_LOSS
-            else:
-                scores = self.extrapolator.pooled_scores(
-                    study, rung, self.budgets[rung], at, trials
-                )
-                # one kind of estimate ranks a rung (a prediction vs an observed loss is unfair)
-                bare = without_extrapolation(at, scores, trials)
-                uniform = mixed_reason(len(bare), len(at)) if 0 < len(bare) < len(at) else ""
-                scores = {} if uniform else scores
+            scores, uniform = rung_scores(self, study, rung, at, trials)
 
             def rank(
                 n: Node, sc: dict[int, Score] = scores, by: str = uniform
@@ -613,11 +597,3 @@ class RetrievalRerank:
             compute_steps=compute,
             full_compute_steps=float(len(top) * self.budgets[-1]),
         )
-
-
-def sync_keep(n: int, eta: float) -> int:
-    """How many of a finished rung's ``n`` trials continue under ``sync`` promotion.
-
-    ``floor(n / eta)``, but at least one of a non-empty rung.
-    """
-    return max(1, math.floor(n / eta)) if n else 0
