@@ -106,6 +106,11 @@ def distrusted_study(cfg: Any, n: int = 4) -> Any:
     ``max_trend_ratio`` so small that no fit may rank a trial: every decision is
     "ranked by the last value", with the reason stored.
     """
+    return searched_study(cfg, "distrusted", n, max_trend_ratio=1e-9)
+
+
+def searched_study(cfg: Any, name: str, n: int = 4, **options: Any) -> Any:
+    """An in-memory study of ``cfg``'s budgets searched by ``RetrievalRerank(**options)``."""
     import optuna
 
     from lawsearch.optuna import attrs
@@ -116,9 +121,7 @@ def distrusted_study(cfg: Any, n: int = 4) -> Any:
         trial.set_user_attr(attrs.TOKENS_PER_STEP, float(cfg.train.tokens_per_step))
         return suggest_config(cfg, trial)
 
-    study = optuna.create_study(
-        study_name="distrusted", sampler=optuna.samplers.RandomSampler(seed=0)
-    )
+    study = optuna.create_study(study_name=name, sampler=optuna.samplers.RandomSampler(seed=0))
     RetrievalRerank(
         budgets=cfg.budget_steps,
         n_candidates=n,
@@ -126,7 +129,7 @@ def distrusted_study(cfg: Any, n: int = 4) -> Any:
         config=config,
         eta=2.0,
         law="power",
-        max_trend_ratio=1e-9,
         promotion="sync",
+        **options,
     ).run(study)
     return study

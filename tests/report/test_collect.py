@@ -15,7 +15,7 @@ from lawsearch.optuna import _records as records
 from lawsearch.optuna import attrs
 from lawsearch.report import collect, dashboard_command, format_table, summary, write_report
 from lawsearch.report._tables import estimate_text
-from tests.report._study import distrusted_study
+from tests.report._study import distrusted_study, searched_study
 
 
 def _decided(study: optuna.Study) -> dict[int, dict[str, Any]]:
@@ -113,6 +113,19 @@ def test_a_trial_ranked_by_its_last_value_says_why(searched: tuple[Any, Any, str
     assert "last value [1]" in table and "[1] trial" in table and "max_trend_ratio" in table
     lin = screened[-1]
     assert summary(rep)["lineages"][-1]["why"] == lin.why
+
+
+def test_a_search_that_ranks_by_the_loss_says_so(searched: tuple[Any, Any, str]) -> None:
+    _, cfg, _ = searched
+    study = searched_study(cfg, "by-loss", rank="loss")
+    rep = collect(study, cfg, n_candidates=4)
+    cut = [lin for lin in rep.lineages if lin.decision.position and not lin.decision.kept]
+    assert cut and all(lin.ranked_by == "last value" for lin in cut)
+    assert all("rank = 'loss'" in lin.why for lin in cut)
+    # each trial's own record still holds its law prediction (the sampler learns from it)
+    screened = [records.read_trial_record(t) for t in study.trials]
+    assert any(r is not None and r["ranked_by"] == "law" for r in screened)
+    assert "rank = 'loss'" in format_table(rep)
 
 
 def test_empty_study_writes_tables_without_plots(
