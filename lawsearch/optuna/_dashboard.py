@@ -396,7 +396,8 @@ def trial_note(
             what = (
                 "the full budget reached"
                 if kind.kind == OBSERVED_FINAL
-                else "no usable extrapolation, so the search ranked it by this loss"
+                else "no usable extrapolation (or `search.rank = 'loss'`), so the search ranked it "
+                "by this loss"
             )
             lines.append(
                 f"**Ranked value: {_fmt(d['value'])}, {kind.label}**: a measured loss, not an "

@@ -161,7 +161,8 @@ def study_figure(study: optuna.Study) -> Any:
     fig.update_layout(
         title_text=(
             f"what each candidate was ranked by: filled = predicted full-budget loss ({level:.0%} "
-            "interval), open diamond = loss observed at the budget (no usable extrapolation), "
+            "interval), open diamond = loss observed at the budget (no usable extrapolation, or "
+            "rank = loss), "
             "star = observed final; and the cut lines"
         ),
         xaxis_title=f"{unit} when the candidate was ranked",

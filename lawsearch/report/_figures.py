@@ -214,7 +214,7 @@ def _kind_legend(ax: Any, kinds: set[str], report: StudyReport) -> Any:
     text = {
         _kinds.LAW_PREDICTION: f"law prediction at {target} tok ({report.level:.0%} interval)",
         _kinds.JOINT_PREDICTION: f"joint refit prediction at {target} tok ({report.level:.0%} int)",
-        _kinds.OBSERVED_FALLBACK: "observed at the budget (no usable extrapolation)",
+        _kinds.OBSERVED_FALLBACK: "observed at the budget (no usable fit, or rank = loss)",
         _kinds.OBSERVED_FINAL: f"observed final ({target} tok)",
     }
     return [

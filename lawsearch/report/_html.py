@@ -117,7 +117,7 @@ def _curves(report: StudyReport, go: Any, make_subplots: Any) -> Any:
                     name="ranked by the loss observed there",
                     legendgroup="fallback",
                     showlegend="fallback" not in shown,
-                    hovertext=f"rung {rung}: observed {v:.4f} (no usable extrapolation)",
+                    hovertext=f"rung {rung}: observed {v:.4f} (no usable fit, or rank = loss)",
                 ),
                 row=row,
                 col=col,
@@ -186,7 +186,7 @@ def _estimates(report: StudyReport, go: Any) -> Any:
         title_text=(
             "what each candidate was ranked by as its budget grew: filled = a prediction of the "
             f"full-budget loss ({report.level:.0%} interval), open diamond = the loss observed at "
-            "the budget (no usable extrapolation), star = observed final"
+            "the budget (no usable extrapolation, or rank = loss), star = observed final"
         ),
         xaxis_title="training tokens when the candidate was ranked",
         yaxis_title=views.value_axis_title(report),

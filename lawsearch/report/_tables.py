@@ -170,8 +170,9 @@ def format_table(report: StudyReport, *, top: int | None = None) -> str:
         "A ranked value is either predicted (the law's estimate of the loss at the full budget, "
         f"{human(report.tokens(report.full_steps))} tokens, with a {report.level:.0%} interval, "
         "the level the search ranks with; a cut keeps the best by the optimistic end) or "
-        "observed (the loss measured at the step it names: no usable extrapolation there, or "
-        "the full budget reached; no interval). 'value is' says which."
+        "observed (the loss measured at the step it names: no usable extrapolation there, a "
+        "search that ranks by the loss, or the full budget reached; no interval). 'value is' "
+        "says which."
     )
     out += notes
     out.append(
