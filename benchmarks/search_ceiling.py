@@ -52,7 +52,7 @@ from __future__ import annotations
 import math
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,7 @@ from benchmarks.search_e2e import (
     FULL_STEPS,
     SCREEN_STEPS,
     TARGET_REGRET,
+    TOKENS_PER_STEP,
     GridReplay,
     study_config,
 )
@@ -180,17 +181,19 @@ def hindsight_floor(grid: Grid, proposals: Sequence[int]) -> float:
     """
     p = np.asarray(proposals)
     n = len(p)
+    winners = sorted({int(x) for x in p if grid.winners[x]})
+    if not winners:
+        return math.inf
     steps = grid.steps.astype(float)
-    best = math.inf
-    for w in sorted({int(x) for x in p if grid.winners[x]}):
-        best = min(best, n * float(FULL_STEPS))
+    s0, s1 = np.meshgrid(steps, steps, indexing="ij")
+    best = n * float(FULL_STEPS)
+    for w in winners:
         # (n, S): the entries ahead of w at each step; a cut that keeps w keeps those and
         # one entry of w (its duplicates tie with it and can go)
         ahead = (grid.losses[p] < grid.losses[w]).astype(int)
         once = ahead.sum(axis=0) + 1
         best = min(best, float(np.min(n * steps + once * (FULL_STEPS - steps))))
         twice = ahead.T @ ahead + 1  # (S, S): ahead at both steps, and w
-        s0, s1 = np.meshgrid(steps, steps, indexing="ij")
         cost = n * s0 + once[:, None] * (s1 - s0) + twice * (FULL_STEPS - s1)
         best = min(best, float(np.min(np.where(s1 > s0, cost, np.inf))))
     return best
@@ -207,10 +210,11 @@ class Rule:
     k1: int = 0
 
     def cost(self, n: int) -> float:
-        k0 = min(self.k0, n)
+        k0 = min(self.k0, n)  # a cut keeps at most the entries it has (as ``pick`` does)
         if not self.s1:
             return float(n * self.s0 + k0 * (FULL_STEPS - self.s0))
-        return float(n * self.s0 + k0 * (self.s1 - self.s0) + self.k1 * (FULL_STEPS - self.s1))
+        k1 = min(self.k1, k0)
+        return float(n * self.s0 + k0 * (self.s1 - self.s0) + k1 * (FULL_STEPS - self.s1))
 
     def pick(self, grid: Grid, proposals: Sequence[int]) -> int:
         p = list(proposals)
@@ -245,12 +249,13 @@ def within(grid: Grid, rule: Rule, sets: Sequence[Sequence[int]]) -> float:
     return float(np.mean([grid.winners[rule.pick(grid, p)] for p in sets]))
 
 
-def choose(grid: Grid, n: int, sets: Sequence[Sequence[int]], cap: float) -> list[Rule]:
+def choose(grid: Grid, n: int, shares: Mapping[Rule, float], cap: float) -> list[Rule]:
     """The rules within ``cap`` (share of the grid's compute), best first: the most sets
-    within the target, then the least compute, then the fewest kept."""
+    within the target (``shares``: ``within`` of each rule), then the least compute,
+    then the fewest kept."""
     scored = [
-        (-within(grid, r, sets), r.cost(n), r.k0 + r.k1, str(r), r)
-        for r in rules(n)
+        (-share, r.cost(n), r.k0 + r.k1, str(r), r)
+        for r, share in shares.items()
         if r.cost(n) <= cap * grid.total
     ]
     return [x[-1] for x in sorted(scored, key=lambda x: x[:-1])]
@@ -258,13 +263,20 @@ def choose(grid: Grid, n: int, sets: Sequence[Sequence[int]], cap: float) -> lis
 
 def study_rule(n: int, screen: int, cut: int, survivors: int) -> Rule:
     """The cuts of a study with ``n`` candidates, two rungs and sync promotion: the
-    screen's cut at ``screen`` steps, the next at ``cut``, each keeping
-    ``floor(k / eta)`` (``StudyConfig.eta``, ``lawsearch.search.sync_keep``)."""
+    screen's cut at ``screen`` steps, the next at ``cut``, each keeping what
+    ``lawsearch run`` keeps (``StudyConfig.eta``, ``lawsearch.search.sync_keep``)."""
     from lawsearch.search import sync_keep
 
-    eta = max((n / survivors) ** 0.5 * (1 - 1e-9), 1.0 + 1e-9)
-    k0 = sync_keep(n, eta)
-    return Rule(screen, k0, cut, sync_keep(k0, eta))
+    settings = {
+        "budgets.short_tokens": screen * TOKENS_PER_STEP,
+        "search.rungs": [cut / FULL_STEPS, 1.0],
+        "search.survivors": survivors,
+    }
+    with tempfile.TemporaryDirectory(prefix="lawsearch-ceiling-") as tmp:
+        cfg = study_config(Path(tmp), seed=0, candidates=n, settings=settings)
+    first, second, _ = cfg.budget_steps
+    k0 = sync_keep(n, cfg.eta)
+    return Rule(first, k0, second, sync_keep(k0, cfg.eta))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -336,8 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     np.mean([any(grid.winners[p] for p in ps) for ps in got])
                 )
             proposal_rows.append(row)
+            shares = {r: within(grid, r, inside) for r in rules(n)}
             for cap in caps:
-                ranked = choose(grid, n, inside, cap)
+                ranked = choose(grid, n, shares, cap)
                 if not ranked:
                     continue
                 rule, runners_up = ranked[0], ranked[:RUNNERS_UP]
@@ -347,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "cap": cap,
                         "rule": str(rule),
                         "compute": rule.cost(n) / grid.total,
-                        "within_in_sample": within(grid, rule, inside),
+                        "within_in_sample": shares[rule],
                         "within_held_out": within(grid, rule, held),
                         "runners_up": [str(r) for r in runners_up],
                         "runners_up_held_out": [within(grid, r, held) for r in runners_up],

@@ -76,6 +76,7 @@ METHODS = (
 TARGET_REGRET = 0.005
 #: the screen (short budget) and the full budget, in steps of 1024 tokens (16 x 64)
 SCREEN_STEPS, FULL_STEPS = 48, 240
+TOKENS_PER_STEP = 16 * 64
 
 
 # ---- the replay ------------------------------------------------------------------------------
@@ -201,7 +202,10 @@ def study_config(
             "decay_fraction": [0.1, 0.5],
             "final_lr_ratio": 0.1,
         },
-        "budgets": {"short_tokens": SCREEN_STEPS * 1024, "full_tokens": FULL_STEPS * 1024},
+        "budgets": {
+            "short_tokens": SCREEN_STEPS * TOKENS_PER_STEP,
+            "full_tokens": FULL_STEPS * TOKENS_PER_STEP,
+        },
         "law": {"name": "momentum"},
         "search": {
             "candidates": candidates,
