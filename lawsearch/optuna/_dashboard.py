@@ -444,8 +444,8 @@ def trial_note(
         )
     lines.append(
         "Objective value = the value the trial was ranked by when it finished its rung: a "
-        "full-budget prediction, or a loss observed where no extrapolation was usable "
-        "(`lawsearch:value_kind` says which); `lawsearch:observed` = the loss at this trial's "
+        "full-budget prediction, or a loss observed where no extrapolation was usable or the "
+        "study ranks by the loss (`search.rank = 'loss'`; `lawsearch:value_kind` says which); `lawsearch:observed` = the loss at this trial's "
         "budget."
     )
     return _paragraphs(lines)
@@ -476,7 +476,8 @@ def study_note(study: optuna.Study) -> str:
         )
     lines.append(
         "A trial's objective value is what it was ranked by: the law's full-budget prediction, "
-        "or, where no extrapolation was usable, the loss observed at its own budget (a measured "
+        "or, where no extrapolation was usable or the study ranks by the loss, the loss observed "
+        "at its own budget (a measured "
         "loss, not comparable with a prediction); `lawsearch:value_kind` says which and "
         "`lawsearch:observed` is the loss at its own budget. Each trial's note says "
         "what ranked it and why. The lawsearch figures below: the estimates by budget with the "

@@ -130,7 +130,7 @@ def curves(report: StudyReport, plt: Any) -> Any:
         f"{report.study_name}: curves, the {report.law} fit over each and its extrapolation "
         f"to {human(target)} tokens (dashed; band = {report.level:.0%} interval; square = the "
         "prediction ranked by; hollow diamond = an observed loss ranked by, where no "
-        "extrapolation was usable; star = observed final)",
+        "extrapolation was usable or rank = loss; star = observed final)",
         fontsize=9,
     )
     fig.tight_layout()
@@ -294,8 +294,8 @@ def estimates(report: StudyReport, plt: Any) -> Any:
     ax.set_xlabel("training tokens when the candidate was ranked")
     ax.set_title(
         "what each candidate was ranked by as its budget grew: a prediction of the full-budget "
-        f"loss ({report.level:.0%} interval) or,\nwithout a usable extrapolation, the loss "
-        "observed at the budget (cut lines: the optimistic bound a candidate had to beat)",
+        f"loss ({report.level:.0%} interval) or,\nwithout a usable extrapolation or with "
+        "rank = loss, the loss observed at the budget (cut lines: the optimistic bound a candidate had to beat)",
         fontsize=8,
     )
     handles, _ = ax.get_legend_handles_labels()
