@@ -19,6 +19,12 @@ the law's exact loss-drop sum (one block per LR decrease; the fitting default of
 a few dozen equal-mass blocks makes the objective jump as knots move). The
 starts are the hand families (cosine, linear, WSD with several decay fractions)
 sampled at the knots; the best local search wins.
+
+The optimiser finds the schedules where the law errs low as readily as the ones
+that are better: a law fitted on a few hand families extrapolates to shapes it
+never saw. ``within=`` keeps the proposal where the law interpolates instead:
+convex combinations, step by step, of the given schedules (e.g. the ones the law
+was fitted on), each of them monotone after warmup, so every combination is.
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ WSD_FRACTIONS = (0.1, 0.2, 0.3, 0.5)
 _MIN_SHARE = 1e-4
 #: the objective of a schedule the law cannot predict (finite, so L-BFGS can step back)
 _UNUSABLE = 1e10
+#: the most evenly spaced knots a ``within`` proposal uses (plus its members' kinks)
+_HULL_KNOTS = 65
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,8 @@ class ScheduleProposal:
             final LR and warmup: ``cosine``, ``linear``, ``wsd:<decay_fraction>``.
         law: the law's short name.
         evaluations: law evaluations the search spent.
+        weights: with ``within``, the convex weight of each of its schedules (in
+            order); empty otherwise.
     """
 
     schedule: Schedule
@@ -66,6 +76,7 @@ class ScheduleProposal:
     baselines: dict[str, float] = field(default_factory=dict)
     law: str = ""
     evaluations: int = 0
+    weights: tuple[float, ...] = ()
 
     @property
     def best_baseline(self) -> tuple[str, float]:
@@ -113,6 +124,7 @@ def optimise_schedule(
     knots: int = 12,
     knot_positions: Sequence[float] | None = None,
     max_iter: int = 200,
+    within: Sequence[Schedule] | None = None,
 ) -> ScheduleProposal:
     """The piecewise schedule whose final loss ``law_fit`` predicts lowest.
 
@@ -129,6 +141,14 @@ def optimise_schedule(
             law put a drop into the last few steps, a shape none of the curves it
             was fitted on has, so its prediction there is the least tested.)
         max_iter: iterations of each local search (L-BFGS).
+        within: if given, search only the convex combinations (LR step by step) of
+            these schedules, e.g. the ones the law was fitted on: the law then
+            interpolates between shapes it has seen rather than extrapolating to a
+            new one. They must share ``total_steps``, ``peak_lr`` and ``warmup``,
+            end no lower than ``final_lr``, and never rise after warmup. The
+            knots are then placed where the combination is exact (at most
+            65 evenly spaced plus every kink of a member); ``knots`` and
+            ``knot_positions`` are ignored.
 
     Returns:
         A ``ScheduleProposal``: the schedule, its prediction and the hand families'.
@@ -163,6 +183,8 @@ def optimise_schedule(
         return ScheduleProposal(
             sched, objective.of_knots(np.ones(int(knots))), baselines, law_fit.law.name, 1
         )
+    if within is not None:
+        return _optimise_within(law_fit, list(within), template, baselines, max_iter=int(max_iter))
     pos = template.knot_grid
     starts = [_logits(_shape(s, pos), floor) for s in hands.values()]
     scored = sorted(starts, key=lambda z: objective(z))
@@ -181,6 +203,96 @@ def optimise_schedule(
     return ScheduleProposal(
         sched, objective.of_knots(mult), baselines, law_fit.law.name, objective.calls
     )
+
+
+def _optimise_within(
+    law_fit: FitResult,
+    members: list[Schedule],
+    template: Schedule,
+    baselines: dict[str, float],
+    *,
+    max_iter: int,
+) -> ScheduleProposal:
+    """The convex combination of ``members`` whose final loss the law predicts lowest."""
+    _check_within(members, template)
+    pos = _hull_grid(members, template)
+    template = dataclasses.replace(
+        template,
+        knots=(1.0,) + (template.final_lr / template.peak_lr,) * (pos.size - 1),
+        knot_positions=tuple(float(u) for u in pos),
+    )
+    shapes = np.array([_shape(m, pos) for m in members])  # (members, knots)
+    objective = _Objective(law_fit, template)
+
+    def of_logits(z: FloatArray) -> float:
+        return objective.of_knots(softmax(np.asarray(z, dtype=float)) @ shapes)
+
+    n = len(members)
+    starts = [np.zeros(n)] + [
+        np.log(np.where(np.arange(n) == i, 1.0, _MIN_SHARE)) for i in range(n)
+    ]
+    best_z = min(starts, key=of_logits)
+    best_f = of_logits(best_z)
+    for z0 in sorted(starts, key=of_logits)[:4]:
+        res = minimize(of_logits, z0, method="L-BFGS-B", options={"maxiter": max_iter, "eps": 1e-4})
+        if np.isfinite(res.fun) and res.fun < best_f:
+            best_z, best_f = np.asarray(res.x, dtype=float), float(res.fun)
+    w = softmax(best_z)
+    mult = np.minimum.accumulate(np.clip(w @ shapes, template.final_lr / template.peak_lr, 1.0))
+    mult[0] = 1.0
+    sched = dataclasses.replace(template, knots=tuple(float(m) for m in mult))
+    return ScheduleProposal(
+        sched,
+        objective.of_knots(mult),
+        baselines,
+        law_fit.law.name,
+        objective.calls,
+        tuple(float(x) for x in w),
+    )
+
+
+def _check_within(members: list[Schedule], template: Schedule) -> None:
+    if not members or not all(isinstance(m, Schedule) for m in members):
+        raise ValueError("`within` must be a non-empty list of Schedule objects.")
+    same = (
+        "total_steps",
+        "peak_lr",
+        "warmup_steps",
+        "warmup_includes_peak",
+        "decay_ends_at_last_step",
+    )
+    for i, m in enumerate(members):
+        for name in same:
+            if getattr(m, name) != getattr(template, name):
+                raise ValueError(
+                    f"`within[{i}]` has {name}={getattr(m, name)!r} but the proposal has "
+                    f"{getattr(template, name)!r}; every schedule in `within` must share "
+                    "total_steps, peak_lr and warmup with it."
+                )
+        after = m.per_step()[m.warmup_steps :]
+        if np.any(np.diff(after) > 1e-12 * m.peak_lr) or after.min() < template.final_lr * (
+            1 - 1e-9
+        ):
+            raise ValueError(
+                f"`within[{i}]` ({m.family}) rises after warmup or ends below `final_lr` "
+                f"({template.final_lr:g}); give only non-increasing schedules that stay at "
+                "or above it."
+            )
+
+
+def _hull_grid(members: list[Schedule], template: Schedule) -> FloatArray:
+    """Knot positions at which a combination of ``members`` is exact, or nearly (cosine)."""
+    start, end = template.warmup_steps, template.decay_end
+    span = max(end - start, 1)
+    pos = [np.linspace(0.0, 1.0, min(_HULL_KNOTS, span + 1))]
+    for m in members:
+        if m.family == "wsd":
+            pos.append(np.array([(m.decay_start - start) / span]))
+        elif m.family == "piecewise":
+            pos.append(m.knot_grid)
+        elif m.family not in ("constant", "linear", "cosine"):
+            pos.append(np.arange(span + 1) / span)  # any other shape: every step
+    return np.unique(np.clip(np.concatenate(pos), 0.0, 1.0))
 
 
 def _check_fit(law_fit: FitResult) -> None:

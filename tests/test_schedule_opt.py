@@ -79,3 +79,56 @@ def test_bad_inputs_name_the_field(law_fit) -> None:
     power = PowerLaw().fit(steps, 3 + steps**-0.5)
     with pytest.raises(ValueError, match="schedule-aware"):
         optimise_schedule(power, total_steps=T, peak_lr=PEAK)
+
+
+def _hands(final: float = FINAL) -> list[Schedule]:
+    common = {"warmup_steps": WARM, "final_lr": final}
+    return [
+        Schedule("linear", PEAK, T, **common),
+        Schedule("wsd", PEAK, T, decay_fraction=0.1, **common),
+        Schedule("wsd", PEAK, T, decay_fraction=0.3, **common),
+        Schedule("constant", PEAK, T, warmup_steps=WARM, final_lr=PEAK),
+    ]
+
+
+def test_within_proposes_a_convex_combination_no_worse_than_any_member(law_fit) -> None:
+    members = _hands()
+    prop = optimise_schedule(
+        law_fit, total_steps=T, peak_lr=PEAK, final_lr=FINAL, warmup=WARM, within=members
+    )
+    w = np.array(prop.weights)
+    assert w.size == len(members) and np.all(w >= 0) and w.sum() == pytest.approx(1.0)
+    lr = prop.schedule.per_step()
+    # piecewise-linear members: the proposal is their combination step by step, exactly
+    combined = w @ np.array([m.per_step() for m in members])
+    np.testing.assert_allclose(lr, combined, rtol=1e-9, atol=1e-12 * PEAK)
+    after = lr[WARM:]
+    assert np.all(np.diff(after) <= 1e-15) and after.min() >= FINAL * (1 - 1e-12)
+    assert Schedule.from_dict(json.loads(json.dumps(prop.schedule.to_dict()))) == prop.schedule
+    assert prop.predicted_final == pytest.approx(predict_final(law_fit, prop.schedule), rel=1e-9)
+    assert all(prop.predicted_final <= predict_final(law_fit, m) + 1e-9 for m in members)
+    # a real mixture here, not a member: the law's best lies between the shapes it saw
+    assert np.sort(w)[-2] > 0.1
+
+
+def test_within_one_schedule_returns_it(law_fit) -> None:
+    cosine = Schedule("cosine", PEAK, T, warmup_steps=WARM, final_lr=FINAL)
+    prop = optimise_schedule(
+        law_fit, total_steps=T, peak_lr=PEAK, final_lr=FINAL, warmup=WARM, within=[cosine]
+    )
+    assert prop.weights == (1.0,)
+    # 65 knots: cosine's curvature between them is all that differs
+    np.testing.assert_allclose(prop.schedule.per_step(), cosine.per_step(), rtol=2e-3)
+    assert prop.predicted_final == pytest.approx(predict_final(law_fit, cosine), rel=1e-4)
+
+
+def test_within_bad_members_name_the_field(law_fit) -> None:
+    kw = {"total_steps": T, "peak_lr": PEAK, "final_lr": FINAL, "warmup": WARM}
+    with pytest.raises(ValueError, match="`within` must be a non-empty list"):
+        optimise_schedule(law_fit, within=[], **kw)
+    other_peak = Schedule("cosine", 2 * PEAK, T, warmup_steps=WARM, final_lr=FINAL)
+    with pytest.raises(ValueError, match=r"`within\[0\]` has peak_lr="):
+        optimise_schedule(law_fit, within=[other_peak], **kw)
+    too_low = Schedule("cosine", PEAK, T, warmup_steps=WARM, final_lr=FINAL / 2)
+    with pytest.raises(ValueError, match=r"`within\[1\]` \(cosine\) rises after warmup or ends"):
+        optimise_schedule(law_fit, within=[_hands()[0], too_low], **kw)
