@@ -18,16 +18,20 @@ family at the same peak LR.
    ``per peak`` (one fit over the 5 curves of each peak).
 3. **Propose.** ``optimise_schedule`` within the same bounds (that peak LR,
    final LR 0.1 x peak, the same warmup, monotone decay), with the fit of the
-   best seed-0 hand run at that peak (its amplitude ``A``).
+   best seed-0 hand run at that peak (its amplitude ``A``): free 12-knot
+   schedules for ``all peaks`` and ``per peak``; for ``per peak, within hands``
+   only convex combinations of the 5 hand schedules that fit saw at that peak
+   (``within=``: the law interpolates between shapes it was fitted on).
 4. **Held-out.** Train each proposal and that best hand family on training
-   seeds 1 and 2 (never used to fit or to pick) and compare final losses seed
-   by seed: ``proposal - best hand``, against the seed-to-seed spread (sample
-   sd over seeds 0, 1 and 2) of the best hand family's final loss. The law's
-   prediction of the proposal's final loss is scored against the held-out
-   finals too.
+   seeds 1-4 (never used to fit or to pick) and compare final losses seed
+   by seed: ``proposal - best hand``, its mean with a paired 95% t interval
+   (the verdict: "beats" or "loses" when the interval excludes 0), and the
+   seed-to-seed spread (sample sd over seeds 0-4) of the best hand family's
+   final loss. The law's prediction of the proposal's final loss is scored
+   against the held-out finals too.
 
 The pick of the best hand family and every law fit use seed 0 only (in-sample);
-every number in the "held-out" columns comes from seeds 1 and 2. Finished runs
+every number in the "held-out" columns comes from seeds 1-4 (1-2 with ``--tiny``). Finished runs
 are kept under ``<out>/parts/`` so an interrupted run resumes.
 
 Run: ``python -m benchmarks.schedule_opt [--jobs 2] [--tiny]``.
@@ -36,6 +40,7 @@ Run: ``python -m benchmarks.schedule_opt [--jobs 2] [--tiny]``.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import time
 from collections.abc import Sequence
@@ -67,9 +72,14 @@ HANDS: dict[str, tuple[str, float]] = {
     "wsd30": ("wsd", 0.3),
     "constant": ("constant", 0.2),
 }
-VARIANTS = ("all peaks", "per peak")
+HULL = "per peak, within hands"
+VARIANTS = ("all peaks", "per peak", HULL)
+#: run-id keys of the variants' proposals
+VARIANT_KEYS = {"all peaks": "all", "per peak": "per", HULL: "hull"}
 FIT_SEED = 0
-HELD_OUT_SEEDS = (1, 2)
+HELD_OUT_SEEDS = (1, 2, 3, 4)
+#: two-sided 95% t quantiles by degrees of freedom (paired differences: seeds - 1)
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}
 WARMUP = 0.02
 FINAL_LR_RATIO = 0.1
 #: the fit starts at this fraction of the budget (after warmup's transient)
@@ -91,6 +101,7 @@ class Proposal:
     predicted_best_hand: float
     law_baselines: dict[str, float] = field(default_factory=dict)
     fit_rmse: float = float("nan")
+    weights: dict[str, float] = field(default_factory=dict)
 
 
 def _schedule(family: str, decay: float, peak: float, total: int) -> dict[str, Any]:
@@ -181,6 +192,7 @@ def propose(
     """Fit the law (one variant) on the seed-0 hand runs and optimise a schedule per peak."""
     from lawsearch.laws import MultiPowerLaw, shared_params
     from lawsearch.schedule_opt import optimise_schedule
+    from lawsearch.schedules import Schedule
 
     law = MultiPowerLaw()
     groups = (
@@ -188,6 +200,7 @@ def propose(
         if variant == "all peaks"
         else [[r for r in fit_runs if r.peak_lr == p] for p in peaks]
     )
+    hull = variant == HULL
     out = []
     for group in groups:
         curves = [_curve(done[r.run_id], r.schedule) for r in group]
@@ -201,12 +214,14 @@ def propose(
             best = min(at, key=lambda i: final_loss(done[group[i].run_id]))
             run = group[best]
             total = run.total_steps
+            within = [Schedule.from_dict(group[i].schedule) for i in at] if hull else None
             prop = optimise_schedule(
                 fits[best],
                 total_steps=total,
                 peak_lr=peak,
                 final_lr=peak * FINAL_LR_RATIO,
                 warmup=round(WARMUP * total),
+                within=within,
             )
             out.append(
                 Proposal(
@@ -218,6 +233,11 @@ def propose(
                     predicted_best_hand=float(fits[best].predict([total])[0]),
                     law_baselines=dict(prop.baselines),
                     fit_rmse=rmse,
+                    weights={
+                        group[i].schedule_label: w for i, w in zip(at, prop.weights, strict=True)
+                    }
+                    if hull
+                    else {},
                 )
             )
     return out
@@ -237,12 +257,13 @@ def compare(
     diffs = [p - h for p, h in zip(prop, hand, strict=True)]
     spread = statistics.stdev([hand0, *hand])
     diff = float(np.mean(diffs))
-    if diff < -spread:
+    half = _T95[len(diffs) - 1] * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    if diff + half < 0:
         verdict = "beats"
-    elif diff > spread:
+    elif diff - half > 0:
         verdict = "loses"
     else:
-        verdict = "within spread"
+        verdict = "not resolved"
     return {
         **asdict(proposal),
         "held_out_seeds": list(seeds),
@@ -251,6 +272,7 @@ def compare(
         "best_hand_final_seed0": hand0,
         "diffs": diffs,
         "mean_diff": diff,
+        "diff_ci95": [diff - half, diff + half],
         "best_hand_seed_sd": spread,
         "prediction_error": proposal.predicted_final - float(np.mean(prop)),
         "predicted_gain": proposal.predicted_final - proposal.predicted_best_hand,
@@ -274,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = int(cfg.full_steps)
     peaks = (3e-3, 3e-2) if args.tiny else PEAK_LRS
     fit_every, held_every = (2, 10) if args.tiny else (FIT_EVAL_EVERY, HELD_OUT_EVAL_EVERY)
-    seeds = HELD_OUT_SEEDS
+    seeds = HELD_OUT_SEEDS[:2] if args.tiny else HELD_OUT_SEEDS
     _trainer(cfg, "demo", args.tiny).prepare()  # corpus and tokenizer once, before the workers
 
     with timer() as clock:
@@ -298,8 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if r.peak_lr == p.peak_lr and r.schedule_label == p.best_hand
             )
             for s in seeds:
-                key = "all" if p.variant == "all peaks" else "per"
-                rid = f"prop-{key}-{p.peak_lr:g}-s{s}"
+                rid = f"prop-{VARIANT_KEYS[p.variant]}-{p.peak_lr:g}-s{s}"
                 ids[(p.variant, p.peak_lr, s)] = rid
                 held.append(
                     _run(rid, f"proposal ({p.variant})", p.schedule, s, mixture, held_every)
@@ -335,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     write_json(out / f"{NAME}.json", payload)
     write_text(out / f"{NAME}.md", table)
-    _figure(rows, done, ids, out)
+    _figure(rows, done, ids, out, seeds)
     return 0
 
 
@@ -347,6 +368,7 @@ def _table(rows: Sequence[dict[str, Any]]) -> str:
             "best hand (seed 0)",
             "predicted gain",
             "proposal − best hand, held-out (per seed)",
+            "paired 95% interval",
             "best hand seed sd",
             "verdict",
             "law error on the proposal (held-out)",
@@ -361,6 +383,7 @@ def _table(rows: Sequence[dict[str, Any]]) -> str:
                 + " ("
                 + ", ".join(fmt(d, "+.3f") for d in r["diffs"])
                 + ")",
+                "[" + ", ".join(fmt(x, "+.3f") for x in r["diff_ci95"]) + "]",
                 fmt(r["best_hand_seed_sd"], ".3f"),
                 r["verdict"],
                 fmt(r["prediction_error"], "+.3f"),
@@ -375,6 +398,7 @@ def _figure(
     done: dict[str, dict[str, Any]],
     ids: dict[tuple[str, float, int], str],
     out: Path,
+    seeds: Sequence[int],
 ) -> None:
     import matplotlib
 
@@ -398,7 +422,7 @@ def _figure(
             if sched is not None:
                 lr = Schedule.from_dict(sched).per_step()
                 axes[0][j].plot(np.arange(lr.size), lr / peak, color=color, label=label)
-            for s in HELD_OUT_SEEDS:
+            for s in seeds:
                 got = done[ids[(key, peak, s)]]["rows"]
                 shown.append(min(g["loss"] for g in got))
                 axes[1][j].plot(
@@ -407,7 +431,7 @@ def _figure(
                     color=color,
                     lw=1.0,
                     alpha=0.8,
-                    label=label if s == HELD_OUT_SEEDS[0] else None,
+                    label=label if s == seeds[0] else None,
                 )
         hand_rows = done[ids[(hand, peak, FIT_SEED)]]["rows"]
         axes[0][j].plot(
@@ -418,7 +442,9 @@ def _figure(
         )
         axes[0][j].set_title(f"peak LR {peak:g}: LR / peak")
         axes[0][j].legend(fontsize=7)
-        axes[1][j].set_title("held-out seeds 1 and 2: held-out loss")
+        axes[1][j].set_title(
+            f"held-out seeds {', '.join(map(str, seeds))}: held-out loss", fontsize=9
+        )
         axes[1][j].set_xlabel("step")
         tail = [g["loss"] for g in hand_rows[len(hand_rows) // 3 :]]
         axes[1][j].set_ylim(min(shown) - 0.05, max(tail) + 0.1)

@@ -44,8 +44,24 @@ def test_tiny_run_trains_the_proposals_on_held_out_seeds(tmp_path: Path, capsys)
         assert r["diffs"] == pytest.approx(
             [p - h for p, h in zip(r["proposal_finals"], r["best_hand_finals"], strict=True)]
         )
-        assert r["verdict"] in ("beats", "within spread", "loses")
+        lo, hi = r["diff_ci95"]
+        assert lo <= r["mean_diff"] <= hi
+        assert r["verdict"] == ("beats" if hi < 0 else "loses" if lo > 0 else "not resolved")
         assert r["best_hand_seed_sd"] > 0
+        if r["variant"] == schedule_opt.HULL:
+            # a convex combination of the hand schedules the fit saw at that peak
+            assert set(r["weights"]) == set(at_peak)
+            assert sum(r["weights"].values()) == pytest.approx(1.0)
+            hands = {
+                label: Schedule.from_dict(
+                    schedule_opt._schedule(family, decay, r["peak_lr"], s.total_steps)
+                ).per_step()
+                for label, (family, decay) in schedule_opt.HANDS.items()
+            }
+            mixed = sum(w * hands[label] for label, w in r["weights"].items())
+            np.testing.assert_allclose(s.per_step(), mixed, rtol=5e-3)
+        else:
+            assert r["weights"] == {}
     assert (tmp_path / "schedule_opt.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "schedule_opt.md").read_text().startswith("| law fit (seed 0) |")
     assert "| law fit (seed 0) |" in capsys.readouterr().out
