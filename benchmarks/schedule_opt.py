@@ -30,6 +30,11 @@ family at the same peak LR.
    final loss. The law's prediction of the proposal's final loss is scored
    against the held-out finals too.
 
+5. **Before training** (seed 0 only, what a user can know): the law's
+   leave-one-out error on the hand schedules at that peak: refit without one
+   hand run, predict its final (median over the other runs' amplitudes), minus
+   its seed-0 final; the rms over the 5.
+
 The pick of the best hand family and every law fit use seed 0 only (in-sample);
 every number in the "held-out" columns comes from seeds 1-4 (1-2 with ``--tiny``). Finished runs
 are kept under ``<out>/parts/`` so an interrupted run resumes.
@@ -39,6 +44,7 @@ Run: ``python -m benchmarks.schedule_opt [--jobs 2] [--tiny]``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import statistics
@@ -102,6 +108,7 @@ class Proposal:
     law_baselines: dict[str, float] = field(default_factory=dict)
     fit_rmse: float = float("nan")
     weights: dict[str, float] = field(default_factory=dict)
+    loo_errors: dict[str, float] = field(default_factory=dict)
 
 
 def _schedule(family: str, decay: float, peak: float, total: int) -> dict[str, Any]:
@@ -215,6 +222,7 @@ def propose(
             run = group[best]
             total = run.total_steps
             within = [Schedule.from_dict(group[i].schedule) for i in at] if hull else None
+            loo = _leave_one_out(law, group, curves, at, done)
             prop = optimise_schedule(
                 fits[best],
                 total_steps=total,
@@ -238,8 +246,36 @@ def propose(
                     }
                     if hull
                     else {},
+                    loo_errors=loo,
                 )
             )
+    return out
+
+
+def _leave_one_out(
+    law: Any,
+    group: Sequence[Any],
+    curves: Sequence[dict[str, Any]],
+    at: Sequence[int],
+    done: dict[str, dict[str, Any]],
+) -> dict[str, float]:
+    """Seed 0 only: refit without each hand run at this peak, predict its final, minus truth.
+
+    What a user can know before training a proposal: how far the law misses the
+    final loss of a schedule it was not fitted on. The left-out run's amplitude is
+    unknown, so the prediction is the median over the other runs' fits at its peak.
+    """
+    from lawsearch.laws import shared_params
+    from lawsearch.schedule_opt import predict_final
+    from lawsearch.schedules import Schedule
+
+    out = {}
+    for i in at:
+        keep = [j for j in range(len(group)) if j != i]
+        fits = law.fit_pooled([curves[j] for j in keep], shared=shared_params(law))
+        sched = Schedule.from_dict(group[i].schedule)
+        preds = [predict_final(f, sched) for f, j in zip(fits, keep, strict=True) if j in at]
+        out[group[i].schedule_label] = float(np.median(preds)) - final_loss(done[group[i].run_id])
     return out
 
 
@@ -276,6 +312,7 @@ def compare(
         "best_hand_seed_sd": spread,
         "prediction_error": proposal.predicted_final - float(np.mean(prop)),
         "predicted_gain": proposal.predicted_final - proposal.predicted_best_hand,
+        "loo_rms": float(np.sqrt(np.mean(np.square(list(proposal.loo_errors.values()))))),
         "verdict": verdict,
     }
 
@@ -320,7 +357,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if r.peak_lr == p.peak_lr and r.schedule_label == p.best_hand
             )
             for s in seeds:
-                rid = f"prop-{VARIANT_KEYS[p.variant]}-{p.peak_lr:g}-s{s}"
+                tag = hashlib.sha1(json.dumps(p.schedule, sort_keys=True).encode()).hexdigest()
+                # the schedule's hash in the id: a changed proposal never reuses a cached run
+                rid = f"prop-{VARIANT_KEYS[p.variant]}-{p.peak_lr:g}-{tag[:8]}-s{s}"
                 ids[(p.variant, p.peak_lr, s)] = rid
                 held.append(
                     _run(rid, f"proposal ({p.variant})", p.schedule, s, mixture, held_every)
@@ -367,6 +406,7 @@ def _table(rows: Sequence[dict[str, Any]]) -> str:
             "peak LR",
             "best hand (seed 0)",
             "predicted gain",
+            "law's leave-one-out error (seed 0, rms)",
             "proposal − best hand, held-out (per seed)",
             "paired 95% interval",
             "best hand seed sd",
@@ -379,6 +419,7 @@ def _table(rows: Sequence[dict[str, Any]]) -> str:
                 fmt(r["peak_lr"], "g"),
                 r["best_hand"],
                 fmt(r["predicted_gain"], "+.3f"),
+                fmt(r["loo_rms"], ".3f"),
                 fmt(r["mean_diff"], "+.3f")
                 + " ("
                 + ", ".join(fmt(d, "+.3f") for d in r["diffs"])

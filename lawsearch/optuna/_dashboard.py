@@ -445,8 +445,8 @@ def trial_note(
     lines.append(
         "Objective value = the value the trial was ranked by when it finished its rung: a "
         "full-budget prediction, or a loss observed where no extrapolation was usable or the "
-        "study ranks by the loss (`search.rank = 'loss'`; `lawsearch:value_kind` says which); `lawsearch:observed` = the loss at this trial's "
-        "budget."
+        "study ranks by the loss (`search.rank = 'loss'`; `lawsearch:value_kind` says "
+        "which); `lawsearch:observed` = the loss at this trial's budget."
     )
     return _paragraphs(lines)
 

@@ -48,6 +48,10 @@ def test_tiny_run_trains_the_proposals_on_held_out_seeds(tmp_path: Path, capsys)
         assert lo <= r["mean_diff"] <= hi
         assert r["verdict"] == ("beats" if hi < 0 else "loses" if lo > 0 else "not resolved")
         assert r["best_hand_seed_sd"] > 0
+        # the law's error on each hand schedule left out of its fit (seed 0 only)
+        assert set(r["loo_errors"]) == set(at_peak)
+        rms = np.sqrt(np.mean(np.square(list(r["loo_errors"].values()))))
+        assert r["loo_rms"] == pytest.approx(rms) and np.isfinite(rms)
         if r["variant"] == schedule_opt.HULL:
             # a convex combination of the hand schedules the fit saw at that peak
             assert set(r["weights"]) == set(at_peak)
