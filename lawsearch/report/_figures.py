@@ -294,8 +294,8 @@ def estimates(report: StudyReport, plt: Any) -> Any:
     ax.set_xlabel("training tokens when the candidate was ranked")
     ax.set_title(
         "what each candidate was ranked by as its budget grew: a prediction of the full-budget "
-        f"loss ({report.level:.0%} interval) or,\nwithout a usable extrapolation or with "
-        "rank = loss, the loss observed at the budget (cut lines: the optimistic bound a "
+        f"loss ({report.level:.0%} interval)\nor, without a usable extrapolation or with "
+        "rank = loss, the loss observed at the budget\n(cut lines: the optimistic bound a "
         "candidate had to beat)",
         fontsize=8,
     )
