@@ -170,7 +170,10 @@ def cut_record(
     ext = search.extrapolator
     budget = int(search.budgets[rung])
     maximize = study.direction == StudyDirection.MAXIMIZE
+    # the joint refit is read only where it ranks (a rung ranked by its losses skips it)
     joint = None if uniform else ext.joint_refit(study, rung, budget, ranked, trials)
+    joint_fits = {} if joint is None else joint.fits
+    joint_why = {} if joint is None else joint.why
     by_number = {t.number: t for t in trials}
     candidates = []
     for node in ranked:
@@ -179,9 +182,8 @@ def cut_record(
             mean, lo, hi = node.value, node.value, node.value
             ranked_by, reason, path = records.LAST_VALUE, uniform, None
         elif node.number in scores:
-            assert joint is not None
             mean, lo, hi = scores[node.number]
-            fit = joint.fits.get(node.number)
+            fit = joint_fits.get(node.number)
             ranked_by, reason = records.JOINT, ""
             path = None
             if fit is not None and fit.curve is not None and fit.curve.steps.size:
@@ -189,8 +191,7 @@ def cut_record(
         else:
             mean, lo, hi = node.mean, node.lo, node.hi
             ranked_by = str(own.get("ranked_by", records.LAST_VALUE))
-            assert joint is not None
-            reason = "; ".join(r for r in (joint.why.get(node.number, ""), own.get("why", "")) if r)
+            reason = "; ".join(r for r in (joint_why.get(node.number, ""), own.get("why", "")) if r)
             path = own.get("path")
         score = hi if maximize else lo  # the optimistic end the rule sorted by (or the loss)
         if ranked_by == records.LAST_VALUE:
