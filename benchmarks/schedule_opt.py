@@ -279,6 +279,14 @@ def _leave_one_out(
     return out
 
 
+def proposal_run_id(proposal: Proposal, seed: int) -> str:
+    """The run id of a proposal's training run: its schedule's hash is in it, so a
+    changed proposal (another fit, another optimiser) never reuses a cached run."""
+    spec = json.dumps(proposal.schedule, sort_keys=True).encode()
+    tag = hashlib.sha1(spec).hexdigest()[:8]
+    return f"prop-{VARIANT_KEYS[proposal.variant]}-{proposal.peak_lr:g}-{tag}-s{seed}"
+
+
 def compare(
     proposal: Proposal,
     done: dict[str, dict[str, Any]],
@@ -357,9 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if r.peak_lr == p.peak_lr and r.schedule_label == p.best_hand
             )
             for s in seeds:
-                tag = hashlib.sha1(json.dumps(p.schedule, sort_keys=True).encode()).hexdigest()
-                # the schedule's hash in the id: a changed proposal never reuses a cached run
-                rid = f"prop-{VARIANT_KEYS[p.variant]}-{p.peak_lr:g}-{tag[:8]}-s{s}"
+                rid = proposal_run_id(p, s)
                 ids[(p.variant, p.peak_lr, s)] = rid
                 held.append(
                     _run(rid, f"proposal ({p.variant})", p.schedule, s, mixture, held_every)

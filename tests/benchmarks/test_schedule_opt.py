@@ -69,3 +69,20 @@ def test_tiny_run_trains_the_proposals_on_held_out_seeds(tmp_path: Path, capsys)
     assert (tmp_path / "schedule_opt.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "schedule_opt.md").read_text().startswith("| law fit (seed 0) |")
     assert "| law fit (seed 0) |" in capsys.readouterr().out
+
+
+def test_a_changed_proposal_gets_a_new_run_id() -> None:
+    """Finished runs are cached by id: a proposal's id must change with its schedule."""
+
+    def proposal(knots: tuple[float, ...]) -> schedule_opt.Proposal:
+        sched = Schedule(
+            "piecewise", 3e-3, 240, warmup_steps=5, final_lr=3e-4, knots=knots
+        ).to_dict()
+        return schedule_opt.Proposal("per peak", 3e-3, "wsd30", sched, 3.6, 3.6)
+
+    a, b = proposal((1.0, 0.5, 0.1)), proposal((1.0, 0.6, 0.1))
+    assert schedule_opt.proposal_run_id(a, 1) == schedule_opt.proposal_run_id(
+        proposal((1.0, 0.5, 0.1)), 1
+    )
+    assert schedule_opt.proposal_run_id(a, 1) != schedule_opt.proposal_run_id(b, 1)
+    assert schedule_opt.proposal_run_id(a, 1) != schedule_opt.proposal_run_id(a, 2)
