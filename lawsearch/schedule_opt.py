@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,17 +187,7 @@ def optimise_schedule(
         return _optimise_within(law_fit, list(within), template, baselines, max_iter=int(max_iter))
     pos = template.knot_grid
     starts = [_logits(_shape(s, pos), floor) for s in hands.values()]
-    scored = sorted(starts, key=lambda z: objective(z))
-    best_z, best_f = scored[0], objective(scored[0])
-    for z0 in scored[:4]:
-        res = minimize(
-            objective,
-            z0,
-            method="L-BFGS-B",
-            options={"maxiter": int(max_iter), "eps": 1e-4},
-        )
-        if np.isfinite(res.fun) and res.fun < best_f:
-            best_z, best_f = np.asarray(res.x, dtype=float), float(res.fun)
+    best_z = _local_search(objective, starts, int(max_iter))
     mult = _multipliers(best_z, floor)
     sched = dataclasses.replace(template, knots=tuple(float(m) for m in mult))
     return ScheduleProposal(
@@ -231,13 +221,7 @@ def _optimise_within(
     starts = [np.zeros(n)] + [
         np.log(np.where(np.arange(n) == i, 1.0, _MIN_SHARE)) for i in range(n)
     ]
-    best_z = min(starts, key=of_logits)
-    best_f = of_logits(best_z)
-    for z0 in sorted(starts, key=of_logits)[:4]:
-        res = minimize(of_logits, z0, method="L-BFGS-B", options={"maxiter": max_iter, "eps": 1e-4})
-        if np.isfinite(res.fun) and res.fun < best_f:
-            best_z, best_f = np.asarray(res.x, dtype=float), float(res.fun)
-    w = softmax(best_z)
+    w = softmax(_local_search(of_logits, starts, max_iter))
     mult = np.minimum.accumulate(np.clip(w @ shapes, template.final_lr / template.peak_lr, 1.0))
     mult[0] = 1.0
     sched = dataclasses.replace(template, knots=tuple(float(m) for m in mult))
@@ -249,6 +233,19 @@ def _optimise_within(
         objective.calls,
         tuple(float(x) for x in w),
     )
+
+
+def _local_search(
+    f: Callable[[FloatArray], float], starts: list[FloatArray], max_iter: int
+) -> FloatArray:
+    """The lowest point of ``f`` found by L-BFGS from the 4 best ``starts`` (or the best start)."""
+    scored = sorted(starts, key=f)
+    best_z, best_f = scored[0], f(scored[0])
+    for z0 in scored[:4]:
+        res = minimize(f, z0, method="L-BFGS-B", options={"maxiter": max_iter, "eps": 1e-4})
+        if np.isfinite(res.fun) and res.fun < best_f:
+            best_z, best_f = np.asarray(res.x, dtype=float), float(res.fun)
+    return best_z
 
 
 def _check_within(members: list[Schedule], template: Schedule) -> None:
