@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.stats
 
 from benchmarks._common import (
     benchmark_parser,
@@ -97,8 +98,6 @@ HELD_OUT_SEEDS = (1, 2, 3, 4)
 #: "beats" / "loses" need a mean beyond it (a proposal equal to its hand family up to the
 #: knots' rounding would otherwise "lose" by 1e-7)
 TIE = 1e-3
-#: two-sided 95% t quantiles by degrees of freedom (paired differences: seeds - 1)
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}
 WARMUP = 0.02
 FINAL_LR_RATIO = 0.1
 #: the fit starts at this fraction of the budget (after warmup's transient)
@@ -210,15 +209,40 @@ def final_loss(result: dict[str, Any]) -> float:
     return float(result["rows"][-1]["loss"])
 
 
-def propose(
-    fit_runs: Sequence[Any], done: dict[str, dict[str, Any]], variant: str, peaks: Sequence[float]
-) -> list[Proposal]:
-    """Fit the law (one variant) on the seed-0 hand runs and optimise a schedule per peak."""
+def pooled_fits(
+    runs: Sequence[Any], done: dict[str, dict[str, Any]], memo: dict[tuple[str, ...], Any]
+) -> Any:
+    """The Multi-Power Law fitted pooled over ``runs``' seed-0 curves, once per set of runs.
+
+    The variants and rounds fit the same groups again (``per peak`` and ``within
+    hands`` share every fit, the iterated variant's first round too, and each
+    leave-one-out refit recurs), so ``memo`` keeps each fit by its runs' ids.
+    """
     from lawsearch.laws import MultiPowerLaw, shared_params
+
+    key = tuple(r.run_id for r in runs)
+    if key not in memo:
+        law = MultiPowerLaw()
+        curves = [_curve(done[r.run_id], r.schedule) for r in runs]
+        memo[key] = law.fit_pooled(curves, shared=shared_params(law))
+    return memo[key]
+
+
+def propose(
+    fit_runs: Sequence[Any],
+    done: dict[str, dict[str, Any]],
+    variant: str,
+    peaks: Sequence[float],
+    memo: dict[tuple[str, ...], Any] | None = None,
+) -> list[Proposal]:
+    """Fit the law (one variant) on the seed-0 hand runs and optimise a schedule per peak.
+
+    ``memo``: fits already made (``pooled_fits``), shared between calls.
+    """
     from lawsearch.schedule_opt import optimise_schedule
     from lawsearch.schedules import Schedule
 
-    law = MultiPowerLaw()
+    memo = {} if memo is None else memo
     groups = (
         [list(fit_runs)]
         if variant == "all peaks"
@@ -228,7 +252,7 @@ def propose(
     out = []
     for group in groups:
         curves = [_curve(done[r.run_id], r.schedule) for r in group]
-        fits = law.fit_pooled(curves, shared=shared_params(law))
+        fits = pooled_fits(group, done, memo)
         resid = [f.predict(c["steps"]) - c["losses"] for f, c in zip(fits, curves, strict=True)]
         rmse = float(np.sqrt(np.mean(np.concatenate(resid) ** 2)))
         for peak in peaks:
@@ -239,7 +263,7 @@ def propose(
             run = group[best]
             total = run.total_steps
             within = [Schedule.from_dict(group[i].schedule) for i in at] if hull else None
-            loo = _leave_one_out(law, group, curves, at, done)
+            loo = _leave_one_out(group, at, done, memo)
             prop = optimise_schedule(
                 fits[best],
                 total_steps=total,
@@ -275,6 +299,7 @@ def iterate(
     peaks: Sequence[float],
     make_run: Any,
     train: Any,
+    memo: dict[tuple[str, ...], Any] | None = None,
 ) -> list[Proposal]:
     """The iterated variant (seed 0 only): each round fits the law per peak on the hand
     runs and every earlier proposal's trained curve, proposes, and trains the proposal
@@ -287,7 +312,7 @@ def iterate(
     made: dict[str, Proposal] = {}
     for k in range(ROUNDS):
         runs = []
-        for p in propose([*fit_runs, *extra], done, "per peak", peaks):
+        for p in propose([*fit_runs, *extra], done, "per peak", peaks, memo):
             # a schedule proposed again is not trained again (same id: same schedule)
             rid = proposal_run_id(dataclasses.replace(p, variant=ITERATED), FIT_SEED)
             if rid not in made:
@@ -317,11 +342,10 @@ def iterate(
 
 
 def _leave_one_out(
-    law: Any,
     group: Sequence[Any],
-    curves: Sequence[dict[str, Any]],
     at: Sequence[int],
     done: dict[str, dict[str, Any]],
+    memo: dict[tuple[str, ...], Any],
 ) -> dict[str, float]:
     """Seed 0 only: refit without each hand run at this peak, predict its final, minus truth.
 
@@ -329,14 +353,13 @@ def _leave_one_out(
     final loss of a schedule it was not fitted on. The left-out run's amplitude is
     unknown, so the prediction is the median over the other runs' fits at its peak.
     """
-    from lawsearch.laws import shared_params
     from lawsearch.schedule_opt import predict_final
     from lawsearch.schedules import Schedule
 
     out = {}
     for i in at:
         keep = [j for j in range(len(group)) if j != i]
-        fits = law.fit_pooled([curves[j] for j in keep], shared=shared_params(law))
+        fits = pooled_fits([group[j] for j in keep], done, memo)
         sched = Schedule.from_dict(group[i].schedule)
         preds = [predict_final(f, sched) for f, j in zip(fits, keep, strict=True) if j in at]
         out[group[i].schedule_label] = float(np.median(preds)) - final_loss(done[group[i].run_id])
@@ -365,7 +388,8 @@ def compare(
     diffs = [p - h for p, h in zip(prop, hand, strict=True)]
     spread = statistics.stdev([hand0, *hand])
     diff = float(np.mean(diffs))
-    half = _T95[len(diffs) - 1] * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    t95 = float(scipy.stats.t.ppf(0.975, len(diffs) - 1))  # two-sided 95%, paired
+    half = t95 * statistics.stdev(diffs) / math.sqrt(len(diffs))
     if -TIE <= diff - half and diff + half <= TIE:
         verdict = "tie"
     elif diff + half < 0 and diff < -TIE:
@@ -422,7 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         t0 = time.perf_counter()
         done = train_all(fit_runs, parts, tiny=args.tiny, cache=cache, jobs=args.jobs)
         print(f"{NAME}: {len(fit_runs)} seed-0 hand runs in {time.perf_counter() - t0:.0f} s")
-        proposals = [p for v in VARIANTS[:-1] for p in propose(fit_runs, done, v, peaks)]
+        memo: dict[tuple[str, ...], Any] = {}  # every pooled fit, made once
+        proposals = [p for v in VARIANTS[:-1] for p in propose(fit_runs, done, v, peaks, memo)]
         t0 = time.perf_counter()
         proposals += iterate(
             fit_runs,
@@ -430,6 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             peaks,
             lambda rid, label, sched: _run(rid, label, sched, FIT_SEED, mixture, fit_every),
             lambda runs: train_all(runs, parts, tiny=args.tiny, cache=cache, jobs=args.jobs),
+            memo,
         )
         print(f"{NAME}: {ROUNDS} iterated rounds in {time.perf_counter() - t0:.0f} s")
         held = []
