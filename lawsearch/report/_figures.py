@@ -363,7 +363,7 @@ def cuts(report: StudyReport, plt: Any) -> Any:
     )
     if drawn:
         axes[0, 0].legend(
-            handles=_kind_legend(axes[0, 0], drawn, report), fontsize=6, loc="lower right"
+            handles=_kind_legend(axes[0, 0], drawn, report), fontsize=6, loc="best"
         ).set_gid("legend:kinds")
     fig.tight_layout()
     return fig
