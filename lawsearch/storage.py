@@ -178,16 +178,25 @@ def worker_lock(run_dir: str | os.PathLike[str]) -> Iterator[bool]:
     folder = Path(run_dir) / LOCKS
     folder.mkdir(parents=True, exist_ok=True)
     mine = _lock_path(run_dir)
-    fh = open(mine, "w")  # held (locked) for the whole run
+    # The lock file appears under its name already locked: created and locked under a
+    # name peers ignore, then renamed (the lock is the inode's). Created in place, it
+    # was visible unlocked between open and flock, and a peer's `live_workers` in that
+    # window removed it as stale: the worker then locked a file no one could see and
+    # was taken for dead all run long, its trials failed and retried while it still
+    # trained them (3 of 29 crash-test runs of 4 workers with 3 tests on 2 cores).
+    tmp = folder / f".{mine.name}.{os.urandom(4).hex()}.tmp"
+    fh = open(tmp, "w")  # held (locked) for the whole run
     try:
         _flock(fh, blocking=True)
         fh.write(f"{os.getpid()}\n")
         fh.flush()
+        os.replace(tmp, mine)
         yield live_workers(run_dir) == 0
     finally:
+        for path in (tmp, mine):  # while still locked: never seen unlocked under its name
+            with contextlib.suppress(OSError):
+                path.unlink()
         fh.close()
-        with contextlib.suppress(OSError):
-            mine.unlink()
 
 
 def _lock_path(run_dir: str | os.PathLike[str]) -> Path:
@@ -199,13 +208,8 @@ def live_workers(run_dir: str | os.PathLike[str]) -> int:
     mine = _lock_path(run_dir)
     others = 0
     for path in (Path(run_dir) / LOCKS).glob("*.lock"):
-        if path == mine:
-            continue
-        if _is_held(path):
+        if path != mine and _is_held(path, remove_stale=True):
             others += 1
-        else:
-            with contextlib.suppress(OSError):
-                path.unlink()
     return others
 
 
@@ -221,11 +225,23 @@ def _flock(fh: Any, *, blocking: bool) -> bool:
     return True
 
 
-def _is_held(path: Path) -> bool:
+def _is_held(path: Path, *, remove_stale: bool = False) -> bool:
+    """Whether a live process holds the lock file ``path``; ``remove_stale``: else remove it.
+
+    A stale file is removed while this process holds its lock, and only if the name
+    still names the file it locked (a new worker may have just renamed its own over it).
+    """
     try:
-        with open(path) as fh:
-            return not _flock(fh, blocking=False)
+        fh = open(path)
     except FileNotFoundError:
+        return False
+    with fh:
+        if not _flock(fh, blocking=False):
+            return True
+        if remove_stale:
+            with contextlib.suppress(OSError):
+                if os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino:
+                    path.unlink()
         return False
 
 
