@@ -25,11 +25,15 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from lawsearch.train._protocol import ReportFn, never_stop
 
-__all__ = ["Channel", "LeaderTrainer", "follow", "world_size"]
+__all__ = ["CHANNEL_TIMEOUT", "Channel", "LeaderTrainer", "follow", "world_size"]
+
+#: how long a follower waits for rank 0's next call (the whole search may pass between)
+CHANNEL_TIMEOUT = timedelta(days=365)
 
 
 def world_size() -> int:
@@ -51,10 +55,12 @@ class Channel:
 
         cuda = device != "cpu" and torch.cuda.is_available()
         self.dist = setup_distributed("cuda" if cuda else "cpu")
-        # on CUDA a separate gloo group, so object broadcasts never touch nccl or the
-        # GPU; on CPU the default group is gloo already (one rendezvous fewer to fail
-        # when torchrun restarts a job)
-        self._group = dist.new_group(backend="gloo") if cuda else None
+        # A group of its own, gloo (object broadcasts never touch nccl or the GPU), with
+        # no practical timeout: a follower waits in `recv` while rank 0 is not training,
+        # and a worker waits for its peers' trials (a rung's cut, their continuations),
+        # which can take hours; on the default group a receive fails after its timeout
+        # (30 minutes) and ends the job.
+        self._group = dist.new_group(backend="gloo", timeout=CHANNEL_TIMEOUT)
 
     @property
     def is_main(self) -> bool:
