@@ -1,7 +1,9 @@
 """A study under ``torchrun``: rank 0 drives the study, the other ranks follow.
 
 One study worker may span several processes (one per GPU) that train each trial
-data-parallel. Only rank 0 talks to the Optuna storage: it asks for trials,
+data-parallel. Rank 0 checks the study and prepares its data first; the other
+ranks then check it too, reading the data rank 0 cached. Only rank 0 talks to
+the Optuna storage: it asks for trials,
 extrapolates, promotes and reports. Before each ``Trainer.train`` call it sends
 the call (trainer config, budget, checkpoint to resume) to the other ranks over a
 gloo group, and all ranks then train that trial together (``TransformersTrainer``
@@ -24,13 +26,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
 from lawsearch.train._protocol import ReportFn, never_stop
 
-__all__ = ["CHANNEL_TIMEOUT", "Channel", "LeaderTrainer", "follow", "world_size"]
+__all__ = ["CHANNEL_TIMEOUT", "Channel", "LeaderTrainer", "follow", "rank_0_first", "world_size"]
 
 #: how long a follower waits for rank 0's next call (the whole search may pass between)
 CHANNEL_TIMEOUT = timedelta(days=365)
@@ -94,6 +96,32 @@ class Channel:
         if dist.is_initialized():
             dist.barrier(group=self._group)
             dist.destroy_process_group()
+
+
+def rank_0_first(channel: Channel, plan: Callable[[], Any]) -> Any:
+    """``plan()`` on rank 0, then on the other ranks: they read what rank 0 cached.
+
+    ``plan`` prepares the study's data (the tokenizer trained, every domain
+    tokenised and packed into the on-disk cache). Every rank at once would do that
+    work once per GPU of the node, all ranks competing for its cores; after rank 0,
+    the others find it cached. If rank 0's ``plan`` raises (bad input), the others
+    stop without planning, with one line that points at rank 0's message.
+    """
+    from lawsearch._errors import UserError
+
+    if channel.is_main:
+        try:
+            out = plan()
+        except BaseException:
+            channel.send(False)
+            raise
+        channel.send(True)
+        return out
+    if not channel.recv():
+        raise UserError(
+            f"rank 0 refused the study (its message above); rank {channel.dist.rank} stops too."
+        )
+    return plan()
 
 
 class LeaderTrainer:

@@ -124,15 +124,16 @@ def run_study(
     ``rank > 0`` and no report.
     """
     from lawsearch.runner import _distributed
+    from lawsearch.runner._plan import plan_run
 
     log = log if log is not None else sys.stderr
-    if trainer is None:
-        from lawsearch.runner._plan import plan_run
-
-        trainer, _ = plan_run(cfg)
     if _distributed.world_size() <= 1:
+        if trainer is None:
+            trainer, _ = plan_run(cfg)
         return _run(cfg, worker=worker, progress=progress, trainer=trainer, log=log)
     channel = _distributed.Channel(cfg.train.device)
+    if trainer is None:
+        trainer, _ = _distributed.rank_0_first(channel, lambda: plan_run(cfg))
     if not channel.is_main:
         n = _distributed.follow(trainer, channel, log=log)
         return _follower(cfg, worker=worker, rank=channel.dist.rank, followed=n)

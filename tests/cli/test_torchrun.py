@@ -115,3 +115,21 @@ def test_out_of_memory_on_rank_0_stops_the_job_and_torchrun_restarts_it_at_half_
     for t in retries:
         assert t.user_attrs["lawsearch:resume_step"] == 4  # from the last checkpoint
     assert max(max(t.intermediate_values) for t in done) == 24
+
+
+def test_rank_0_checks_the_study_first_and_the_others_stop_with_its_error(
+    tmp_path: Path,
+) -> None:
+    """Rank 0 prepares the data before the other ranks (they then read its cache): on a
+    bad domain only rank 0 reads it and says what to fix; rank 1 stops with one line."""
+    pytest.importorskip("transformers")
+    study = _study(tmp_path)
+    (tmp_path / "notes.txt").write_text("")  # found when the domain is read, not in the file
+    add = '[domains.notes]\npaths = ["notes.txt"]\n'
+    study.write_text(study.read_text().replace("[search_space]", add + "[search_space]"))
+    cmd = _torchrun_2("-m", "lawsearch.cli", "run", str(study), "--quiet")
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert proc.returncode != 0
+    assert proc.stderr.count("`domains.notes` has no text") == 1, proc.stderr[-4000:]
+    assert "rank 0 refused the study (its message above); rank 1 stops too." in proc.stderr
+    assert not (tmp_path / "runs" / "ddp" / "journal.log").exists()  # nothing written
