@@ -98,14 +98,16 @@ class Channel:
             dist.destroy_process_group()
 
 
-def rank_0_first(channel: Channel, plan: Callable[[], Any]) -> Any:
-    """``plan()`` on rank 0, then on the other ranks: they read what rank 0 cached.
+def rank_0_first(channel: Channel, plan: Callable[[], Any], prepare: Callable[[], Any]) -> Any:
+    """Rank 0: ``plan()`` (check the study, prepare its data); then the others: ``prepare()``.
 
-    ``plan`` prepares the study's data (the tokenizer trained, every domain
-    tokenised and packed into the on-disk cache). Every rank at once would do that
-    work once per GPU of the node, all ranks competing for its cores; after rank 0,
-    the others find it cached. If rank 0's ``plan`` raises (bad input), the others
-    stop without planning, with one line that points at rank 0's message.
+    Preparing the data trains the tokenizer and tokenises and packs every domain
+    into the on-disk cache. Every rank at once would do that work once per GPU of
+    the node, all ranks competing for its cores; after rank 0 the others read it
+    from the cache. The other ranks skip rank 0's checks of the run folder and the
+    stored study: rank 0 starts writing both as soon as it is done. If ``plan``
+    raises (bad input), the others stop with one line pointing at rank 0's message.
+    Returns what ``plan`` or ``prepare`` returned.
     """
     from lawsearch._errors import UserError
 
@@ -121,7 +123,7 @@ def rank_0_first(channel: Channel, plan: Callable[[], Any]) -> Any:
         raise UserError(
             f"rank 0 refused the study (its message above); rank {channel.dist.rank} stops too."
         )
-    return plan()
+    return prepare()
 
 
 class LeaderTrainer:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from lawsearch.config import StudyConfig
     from lawsearch.study import StudyPlan
 
-__all__ = ["format_plan", "plan_run"]
+__all__ = ["format_plan", "plan_run", "prepared_trainer"]
 
 
 def plan_run(cfg: StudyConfig, *, timing: bool = False) -> tuple[Any, StudyPlan]:
@@ -57,6 +57,19 @@ def plan_run(cfg: StudyConfig, *, timing: bool = False) -> tuple[Any, StudyPlan]
         # the run folder is writable; a stored study of this name matches; its checkpoints load
         check_run(cfg, trainer)
     return trainer, plan
+
+
+def prepared_trainer(cfg: StudyConfig) -> Any:
+    """The study's trainer with its data prepared (read from the cache when it is there).
+
+    What a follower rank under torchrun needs once rank 0 has run ``plan_run``.
+    """
+    from lawsearch.study import build_trainer
+
+    with bad_input():
+        trainer = build_trainer(cfg)
+        trainer.prepare()
+    return trainer
 
 
 def _size(n: float, unit: str = "") -> str:

@@ -124,7 +124,7 @@ def run_study(
     ``rank > 0`` and no report.
     """
     from lawsearch.runner import _distributed
-    from lawsearch.runner._plan import plan_run
+    from lawsearch.runner._plan import plan_run, prepared_trainer
 
     log = log if log is not None else sys.stderr
     if _distributed.world_size() <= 1:
@@ -133,7 +133,9 @@ def run_study(
         return _run(cfg, worker=worker, progress=progress, trainer=trainer, log=log)
     channel = _distributed.Channel(cfg.train.device)
     if trainer is None:
-        trainer, _ = _distributed.rank_0_first(channel, lambda: plan_run(cfg))
+        trainer = _distributed.rank_0_first(
+            channel, lambda: plan_run(cfg)[0], lambda: prepared_trainer(cfg)
+        )
     if not channel.is_main:
         n = _distributed.follow(trainer, channel, log=log)
         return _follower(cfg, worker=worker, rank=channel.dist.rank, followed=n)
