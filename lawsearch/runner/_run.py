@@ -131,7 +131,8 @@ def run_study(
         if trainer is None:
             trainer, _ = plan_run(cfg)
         return _run(cfg, worker=worker, progress=progress, trainer=trainer, log=log)
-    channel = _distributed.Channel(cfg.train.device)
+    with bad_input():  # more processes than GPUs
+        channel = _distributed.Channel(cfg.train.device)
     if trainer is None:
         trainer = _distributed.rank_0_first(
             channel, lambda: plan_run(cfg)[0], lambda: prepared_trainer(cfg)

@@ -25,7 +25,7 @@ FORMAT = "lawsearch-checkpoint/1"
 
 
 def capture_rng() -> dict[str, Any]:
-    """The torch (CPU and CUDA), numpy and Python RNG states."""
+    """The torch (CPU and this process's GPU), numpy and Python RNG states."""
     import torch
 
     state: dict[str, Any] = {
@@ -34,7 +34,9 @@ def capture_rng() -> dict[str, Any]:
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        # this process's GPU only: `get_rng_state_all` opened a context on every GPU of
+        # the machine, from every data-parallel rank that resumed
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -45,7 +47,12 @@ def restore_rng(state: dict[str, Any]) -> None:
     np.random.set_state(state["numpy"])  # noqa: NPY002
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        cuda = state["cuda"]
+        if isinstance(cuda, list | tuple):  # a checkpoint written before 2026-12-07: every GPU
+            i = torch.cuda.current_device()
+            cuda = (cuda[i] if i < len(cuda) else cuda[0]) if cuda else None
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda)
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]) -> Path:

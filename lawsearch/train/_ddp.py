@@ -39,7 +39,8 @@ class Dist:
 def setup_distributed(device_type: str) -> Dist:
     """Join the ``torchrun`` process group named by ``RANK``/``WORLD_SIZE`` (if any).
 
-    Uses nccl on CUDA and gloo on CPU. An already initialised group is reused.
+    Uses nccl on CUDA and gloo on CPU. An already initialised group is reused. On
+    CUDA each process first makes GPU ``LOCAL_RANK`` its current device.
     """
     import torch.distributed as dist
 
@@ -48,6 +49,8 @@ def setup_distributed(device_type: str) -> Dist:
         return Dist()
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
+    if device_type == "cuda":
+        _use_gpu(local_rank)
     if not dist.is_initialized():
         backend = "nccl" if device_type == "cuda" else "gloo"
         attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
@@ -62,3 +65,21 @@ def setup_distributed(device_type: str) -> Dist:
             scoped = dist.PrefixStore(f"lawsearch/attempt_{attempt}/", store)
             dist.init_process_group(backend=backend, store=scoped, rank=rank, world_size=world)
     return Dist(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local_rank)
+
+
+def _use_gpu(local_rank: int) -> None:
+    """Make GPU ``local_rank`` this process's current device.
+
+    Without it every rank's current device is GPU 0: each call that takes the
+    current device (capability checks, RNG state, NCCL's barrier) opens a context
+    there, one per rank, and NCCL has to guess each rank's GPU.
+    """
+    import torch
+
+    n = torch.cuda.device_count()
+    if local_rank >= n:
+        raise ValueError(
+            f"torchrun started local rank {local_rank}, but this machine has {n} GPU(s): "
+            f"start at most {n} processes per node (`--nproc_per_node {n}`)."
+        )
+    torch.cuda.set_device(local_rank)

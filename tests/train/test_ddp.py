@@ -98,3 +98,16 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
     assert r0["checkpoint"] == r1["checkpoint"] and Path(r0["checkpoint"]).is_file()
     # 2 x 2 sequences with averaged gradients == 4 sequences on one process
     np.testing.assert_allclose(r0["values"], alone.values, atol=1e-4)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a machine without GPUs")
+def test_more_cuda_processes_than_gpus_is_refused_with_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lawsearch.train._ddp import setup_distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(ValueError, match=r"local rank 1, but this machine has 0 GPU\(s\)"):
+        setup_distributed("cuda")
