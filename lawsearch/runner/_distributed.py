@@ -2,11 +2,11 @@
 
 One study worker may span several processes (one per GPU) that train each trial
 data-parallel. Rank 0 checks the study and prepares its data first; the other
-ranks then check it too, reading the data rank 0 cached. Only rank 0 talks to
-the Optuna storage: it asks for trials,
-extrapolates, promotes and reports. Before each ``Trainer.train`` call it sends
-the call (trainer config, budget, checkpoint to resume) to the other ranks over a
-gloo group, and all ranks then train that trial together (``TransformersTrainer``
+ranks then read the data rank 0 cached (``rank_0_first``). Only rank 0 talks to
+the Optuna storage: it asks for trials, extrapolates, promotes and reports.
+Before each ``Trainer.train`` call it sends the call (trainer config, budget,
+checkpoint to resume) to the other ranks over a gloo group, and all ranks then
+train that trial together (``TransformersTrainer``
 shards the batch, all-reduces gradients and evaluation, and syncs rank 0's
 decision to stop). When the search is done, rank 0 sends ``None``, every rank
 shuts the process groups down (``Channel.close``) and the followers return.
