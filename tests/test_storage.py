@@ -38,25 +38,20 @@ def _peer_count(run_dir: Path) -> int:
 def test_a_worker_is_live_while_its_process_lives_and_its_lock_goes_with_it(
     tmp_path: Path,
 ) -> None:
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(tmp_path)], env=ENV, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "alone"
-        assert live_workers(tmp_path) == 1
-        with worker_lock(tmp_path) as alone:
-            assert not alone
-        holder.send_signal(signal.SIGKILL)  # the kernel drops its lock, however it dies
-        holder.wait(timeout=30)
-        assert live_workers(tmp_path) == 0
-        assert not list((tmp_path / LOCKS).iterdir())  # the stale file was removed
-    finally:
-        if holder.poll() is None:
-            holder.kill()
+    cmd = [sys.executable, "-c", _HOLDER, str(tmp_path)]
+    with subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "alone"
+            assert live_workers(tmp_path) == 1
+            with worker_lock(tmp_path) as alone:
+                assert not alone
+            holder.send_signal(signal.SIGKILL)  # the kernel drops its lock, however it dies
             holder.wait(timeout=30)
-        if holder.stdout is not None:
-            holder.stdout.close()
+            assert live_workers(tmp_path) == 0
+            assert not list((tmp_path / LOCKS).iterdir())  # the stale file was removed
+        finally:
+            holder.kill()  # on a failed assertion; a no-op once it has exited
 
 
 def test_a_peer_looking_while_a_worker_starts_never_takes_it_for_dead(

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.cli.test_torchrun import _torchrun_2
 
 pytestmark = [pytest.mark.slow, pytest.mark.torch]
 
@@ -21,11 +22,9 @@ def test_followers_wait_for_rank_0_longer_than_a_collectives_timeout(tmp_path: P
     out (2 s here, 30 minutes by default); the channel's must not."""
     pytest.importorskip("torch")
     driver = ROOT / "tests" / "runner" / "_channel_idle.py"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [*cmd, str(driver), "5"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
+    cmd = _torchrun_2(str(driver), "5")
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     (line,) = [x for x in proc.stdout.splitlines() if x.startswith("followed ")]
     assert json.loads(line.removeprefix("followed ")) == [[{"x": 1}, 3], [{"x": 2}, 5]]

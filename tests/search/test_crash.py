@@ -247,21 +247,16 @@ def test_a_process_killed_while_writing_a_checkpoint_leaves_the_previous_one(
 ) -> None:
     path = tmp_path / "ckpt" / "step.bin"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE, env=env
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == b"first"
-        assert proc.stdout.readline().strip() == b"writing"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    cmd = [sys.executable, "-c", _WRITER, str(path)]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env) as proc:  # closes, reaps
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == b"first"
+            assert proc.stdout.readline().strip() == b"writing"
+            proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        finally:
+            proc.kill()  # on a failed assertion; a no-op once it has exited
     assert path.read_bytes() == b"step 10 complete"  # the previous checkpoint, whole
     leftovers = [p.name for p in path.parent.iterdir() if p != path]
     assert leftovers and all(n.startswith(".step.bin.") and n.endswith(".tmp") for n in leftovers)
